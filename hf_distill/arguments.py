@@ -1,0 +1,116 @@
+"""`DistillationTrainingArguments`: `TrainingArguments` plus the distillation settings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from transformers import TrainingArguments
+
+LOSS_WEIGHT_NAMES: tuple[str, ...] = ("alpha_kd", "alpha_task", "alpha_cos", "alpha_mse")
+
+
+@dataclass
+class DistillationTrainingArguments(TrainingArguments):
+    r"""Training arguments for [`DistillationTrainer`], adding the distillation loss settings to `TrainingArguments`.
+
+    The loss is `alpha_kd * L_kd + alpha_task * L_task + alpha_cos * L_cos + alpha_mse * L_mse`. The defaults are the
+    DistilBERT triple loss with the weights and temperature of its published training command (Sanh et al. 2019):
+    `alpha_kd=5.0` (soft targets), `alpha_task=2.0` (the student's own loss) and `alpha_cos=1.0` (hidden-state
+    alignment) at `temperature=2.0`. Soft targets carry most of the signal, the task loss anchors the student to the
+    true labels, and the cosine term keeps the student's representation close to the teacher's it was copied from.
+    `alpha_mse` (logit regression, Tang et al. 2019) is off by default.
+
+    Args:
+        temperature (`float`, *optional*, defaults to `2.0`):
+            Softmax temperature T > 0 of the soft targets. Higher values expose more of the teacher's "dark
+            knowledge" (the relative probabilities of wrong classes). The KD term is multiplied by T² so that its
+            gradient scale does not change with T.
+        alpha_kd (`float`, *optional*, defaults to `5.0`):
+            Weight of the soft-target loss `L_kd`: T² · KL(teacher ‖ student) at temperature T, or the MSE between
+            predictions for regression heads (`num_labels == 1`).
+        alpha_task (`float`, *optional*, defaults to `2.0`):
+            Weight of the student's own loss on the labels (cross-entropy, masked-LM, regression...). Needs labelled
+            batches; set it to 0 to distil on unlabelled data.
+        alpha_cos (`float`, *optional*, defaults to `1.0`):
+            Weight of the cosine loss between student and teacher last hidden states, over non-padding tokens. Needs
+            equal hidden sizes.
+        alpha_mse (`float`, *optional*, defaults to `0.0`):
+            Weight of the MSE between student and teacher logits (Tang et al. 2019).
+
+    A term whose weight is 0 is not computed: for example, no hidden states are requested when `alpha_cos == 0`.
+    """
+
+    temperature: float = field(
+        default=2.0,
+        metadata={"help": "Softmax temperature T > 0 of the soft targets; the KD term is scaled by T^2."},
+    )
+    alpha_kd: float = field(
+        default=5.0,
+        metadata={"help": "Weight of the soft-target KL loss (MSE for regression heads). DistilBERT: 5.0."},
+    )
+    alpha_task: float = field(
+        default=2.0,
+        metadata={"help": "Weight of the student's own task or MLM loss on the labels. DistilBERT: 2.0."},
+    )
+    alpha_cos: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the cosine loss on last hidden states (non-padding tokens). DistilBERT: 1.0."},
+    )
+    alpha_mse: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the MSE between student and teacher logits (Tang et al. 2019). Off by default."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_distillation_settings(self.temperature, {name: getattr(self, name) for name in LOSS_WEIGHT_NAMES})
+
+
+def check_distillation_settings(temperature: Any, weights: dict[str, Any]) -> None:
+    """Raise `ValueError` for a temperature or loss weights that cannot train a student.
+
+    Args:
+        temperature: The softmax temperature; must be a finite number > 0.
+        weights: Loss weights keyed by argument name (`"alpha_kd"`, ...); each a finite number >= 0, not all 0.
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(
+            f"temperature must be a positive finite number, got {temperature}; "
+            "use a value such as 2.0 (DistilBERT) or 1.0 (no softening)"
+        )
+    for name, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if value < 0:
+            raise ValueError(
+                f"{name} must be >= 0, got {value}; a negative weight would reward the student for moving away "
+                "from its target. Use 0 to switch the term off."
+            )
+    if all(value == 0 for value in weights.values()):
+        raise ValueError(
+            f"all loss weights are 0 ({', '.join(weights)}), so there is nothing to train on; "
+            "set at least one of them > 0, e.g. alpha_kd=5.0"
+        )
+
+
+def distillation_settings(args: TrainingArguments) -> tuple[float, dict[str, float]]:
+    """Read and check the distillation settings of `args`.
+
+    Plain `TrainingArguments` (a script moved to `DistillationTrainer` without changing its arguments) get the
+    defaults of [`DistillationTrainingArguments`]. The values are checked again here because a dataclass can be
+    changed after `__post_init__` ran.
+
+    Returns:
+        `tuple[float, dict[str, float]]`: The temperature, and the non-zero loss weights keyed by term name
+        (`"kd"`, `"task"`, `"cos"`, `"mse"`).
+    """
+    defaults = {f.name: f.default for f in fields(DistillationTrainingArguments)}
+    temperature = getattr(args, "temperature", defaults["temperature"])
+    weights = {name: getattr(args, name, defaults[name]) for name in LOSS_WEIGHT_NAMES}
+    check_distillation_settings(temperature, weights)
+    active = {name.removeprefix("alpha_"): float(value) for name, value in weights.items() if value > 0}
+    return float(temperature), active

@@ -1,0 +1,218 @@
+"""Distillation losses as pure functions.
+
+Every function takes student and teacher tensors, computes in fp32 whatever the input dtype, and reduces over "items":
+the leading dimensions that remain after the class (or hidden) dimension is consumed. An optional boolean `mask` over
+those leading dimensions keeps only the items that count (label positions for masked LM, non-padding tokens for hidden
+states). Three reductions are offered:
+
+- `"mean"`: the average over the kept items (0 when none is kept, so an all-padding batch contributes nothing);
+- `"sum"`: the sum over the kept items, which `DistillationTrainer` divides by the item count of the whole
+  accumulated batch so that gradient accumulation is exact;
+- `"none"`: one value per kept item, flattened.
+
+Each formula is written once, here. The trainer only chooses inputs, masks and weights.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Reduction = Literal["mean", "sum", "none"]
+
+CITATIONS: dict[str, str] = {
+    "hinton2015": (
+        "@article{hinton2015distilling,\n"
+        "  title={Distilling the Knowledge in a Neural Network},\n"
+        "  author={Hinton, Geoffrey and Vinyals, Oriol and Dean, Jeff},\n"
+        "  journal={arXiv preprint arXiv:1503.02531},\n"
+        "  year={2015}\n"
+        "}"
+    ),
+    "sanh2019": (
+        "@article{sanh2019distilbert,\n"
+        "  title={DistilBERT, a distilled version of BERT: smaller, faster, cheaper and lighter},\n"
+        "  author={Sanh, Victor and Debut, Lysandre and Chaumond, Julien and Wolf, Thomas},\n"
+        "  journal={arXiv preprint arXiv:1910.01108},\n"
+        "  year={2019}\n"
+        "}"
+    ),
+    "tang2019": (
+        "@article{tang2019distilling,\n"
+        "  title={Distilling Task-Specific Knowledge from BERT into Simple Neural Networks},\n"
+        "  author={Tang, Raphael and Lu, Yao and Liu, Linqing and Mou, Lili and Vechtomova, Olga and Lin, Jimmy},\n"
+        "  journal={arXiv preprint arXiv:1903.12136},\n"
+        "  year={2019}\n"
+        "}"
+    ),
+}
+
+
+def _select(tensor: torch.Tensor, mask: torch.Tensor | None, feature_dims: int = 1) -> torch.Tensor:
+    """Flatten the item dimensions of `tensor` to one and keep the items where `mask` is true, as fp32."""
+    items = tensor.reshape(-1, *tensor.shape[tensor.dim() - feature_dims :]) if feature_dims else tensor.reshape(-1)
+    if mask is not None:
+        if mask.shape != tensor.shape[: tensor.dim() - feature_dims]:
+            raise ValueError(
+                f"mask shape {tuple(mask.shape)} does not match the item dimensions "
+                f"{tuple(tensor.shape[: tensor.dim() - feature_dims])} of a tensor of shape {tuple(tensor.shape)}"
+            )
+        # Selecting before the fp32 cast and the softmax keeps masked-LM distillation cheap: only the masked
+        # positions' vocabulary-sized rows are ever materialised in fp32.
+        items = items[mask.reshape(-1).bool()]
+    return items.float()
+
+
+def _reduce(per_item: torch.Tensor, reduction: Reduction) -> torch.Tensor:
+    if reduction == "none":
+        return per_item
+    if reduction == "sum":
+        return per_item.sum()
+    if reduction == "mean":
+        # An empty selection has no mean; returning a graph-connected zero keeps backward() working.
+        return per_item.sum() / max(per_item.numel(), 1)
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str) -> None:
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"student and teacher {what} have different shapes: {tuple(student.shape)} vs {tuple(teacher.shape)}"
+        )
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    temperature: float,
+    mask: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Soft-target loss of Hinton et al. (2015): :math:`T^2 \, KL(p_T \,\|\, p_S)` with :math:`p = softmax(z / T)`.
+
+    The KL divergence between the teacher's and the student's softened distributions is summed over the class
+    dimension, giving one value per item. It is multiplied by :math:`T^2` because the gradient of the softened
+    cross-entropy with respect to the logits scales as :math:`1/T^2` (Hinton et al. 2015, section 2); the factor keeps
+    the soft term's gradients on the same scale as the hard-label term's when T changes, so loss weights need not be
+    re-tuned per temperature. DistilBERT (Sanh et al. 2019) uses the same term as `L_ce`.
+
+    The computation is in fp32 whatever the logits' dtype: in bf16, `log_softmax` differences of near-equal
+    probabilities round to values that make the KL negative.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(*items, num_classes)`): Student logits.
+        teacher_logits (`torch.Tensor` of shape `(*items, num_classes)`): Teacher logits.
+        temperature (`float`): Softmax temperature T > 0.
+        mask (`torch.Tensor` of shape `(*items)`, *optional*): True for the items that count.
+        reduction (`str`, *optional*, defaults to `"mean"`): `"mean"`, `"sum"` or `"none"` over the kept items.
+
+    Returns:
+        `torch.Tensor`: A scalar, or one value per kept item for `reduction="none"`.
+    """
+    _check_same_shape(student_logits, teacher_logits, "logits")
+    student = _select(student_logits, mask) / temperature
+    teacher = _select(teacher_logits, mask) / temperature
+    # `F.kl_div(input, target)` takes the student's log-probabilities first and computes KL(target || input);
+    # `log_target=True` passes the teacher as log-probabilities too, which stays finite where probabilities underflow.
+    per_item = F.kl_div(
+        F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1), reduction="none", log_target=True
+    ).sum(-1)
+    return _reduce(per_item * temperature**2, reduction)
+
+
+def binary_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    temperature: float,
+    mask: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Soft-target loss for multi-label heads: :math:`T^2` times the Bernoulli KL per label, averaged over labels.
+
+    Each label is an independent sigmoid, so the softmax KL of :func:`kd_loss` does not apply; the per-label
+    distribution is :math:`(\sigma(z/T), 1 - \sigma(z/T))`. The :math:`T^2` factor has the same reason as in
+    :func:`kd_loss` (Hinton et al. 2015).
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(*items, num_labels)`): Student logits.
+        teacher_logits (`torch.Tensor` of shape `(*items, num_labels)`): Teacher logits.
+        temperature (`float`): Temperature T > 0.
+        mask (`torch.Tensor` of shape `(*items)`, *optional*): True for the items that count.
+        reduction (`str`, *optional*, defaults to `"mean"`): `"mean"`, `"sum"` or `"none"` over the kept items.
+
+    Returns:
+        `torch.Tensor`: A scalar, or one value per kept item for `reduction="none"`.
+    """
+    _check_same_shape(student_logits, teacher_logits, "logits")
+    student = _select(student_logits, mask) / temperature
+    teacher = _select(teacher_logits, mask) / temperature
+    # Two-class log-probabilities from logsigmoid are exact where sigmoid would round to 0 or 1.
+    log_p_teacher = torch.stack([F.logsigmoid(teacher), F.logsigmoid(-teacher)], dim=-1)
+    log_p_student = torch.stack([F.logsigmoid(student), F.logsigmoid(-student)], dim=-1)
+    per_label = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(-1)
+    return _reduce(per_label.mean(-1) * temperature**2, reduction)
+
+
+def mse_loss(
+    student_outputs: torch.Tensor,
+    teacher_outputs: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Mean squared error between student and teacher outputs, averaged over the last dimension per item.
+
+    Used two ways: as the distillation loss of regression heads (`num_labels == 1`, where a softmax over one output
+    is meaningless), and as the logit-matching loss of Tang et al. (2019), who distilled BERT into a BiLSTM by
+    regressing its logits. With `reduction="mean"` the result equals the MSE over all kept elements.
+
+    Args:
+        student_outputs (`torch.Tensor` of shape `(*items, dim)`): Student predictions or logits.
+        teacher_outputs (`torch.Tensor` of shape `(*items, dim)`): Teacher predictions or logits.
+        mask (`torch.Tensor` of shape `(*items)`, *optional*): True for the items that count.
+        reduction (`str`, *optional*, defaults to `"mean"`): `"mean"`, `"sum"` or `"none"` over the kept items.
+
+    Returns:
+        `torch.Tensor`: A scalar, or one value per kept item for `reduction="none"`.
+    """
+    _check_same_shape(student_outputs, teacher_outputs, "outputs")
+    per_item = (_select(student_outputs, mask) - _select(teacher_outputs, mask)).pow(2).mean(-1)
+    return _reduce(per_item, reduction)
+
+
+def cosine_loss(
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """DistilBERT's cosine embedding loss `L_cos` (Sanh et al. 2019): 1 - cos(h_student, h_teacher) per token.
+
+    It aligns the directions of the student's and the teacher's hidden states. Padding tokens must be masked out:
+    their hidden states are arbitrary, and averaging over them dilutes the loss by the padding ratio of each batch.
+
+    Args:
+        student_hidden (`torch.Tensor` of shape `(*items, hidden_size)`): Student hidden states.
+        teacher_hidden (`torch.Tensor` of shape `(*items, hidden_size)`): Teacher hidden states.
+        mask (`torch.Tensor` of shape `(*items)`, *optional*): True for the tokens that count (the attention mask).
+        reduction (`str`, *optional*, defaults to `"mean"`): `"mean"`, `"sum"` or `"none"` over the kept tokens.
+
+    Returns:
+        `torch.Tensor`: A scalar, or one value per kept token for `reduction="none"`.
+
+    Raises:
+        ValueError: If the hidden sizes differ; a projection is needed then.
+    """
+    if student_hidden.shape[-1] != teacher_hidden.shape[-1]:
+        raise ValueError(
+            f"cosine_loss needs equal hidden sizes, got student {student_hidden.shape[-1]} and teacher "
+            f"{teacher_hidden.shape[-1]}; set alpha_cos=0 or use a student with the teacher's hidden size"
+        )
+    _check_same_shape(student_hidden, teacher_hidden, "hidden states")
+    per_item = 1.0 - F.cosine_similarity(_select(student_hidden, mask), _select(teacher_hidden, mask), dim=-1)
+    return _reduce(per_item, reduction)

@@ -1,0 +1,390 @@
+"""`DistillationTrainer`: a `Trainer` whose training loss distils a frozen teacher into the student.
+
+The loss is the DistilBERT triple loss (Sanh et al. 2019) with an optional logit-MSE term (Tang et al. 2019):
+
+    loss = alpha_kd * L_kd + alpha_task * L_task + alpha_cos * L_cos + alpha_mse * L_mse
+
+Formulas live in `hf_distill.losses`; this module chooses their inputs, masks and normalisers.
+
+Gradient accumulation is exact. Each term is a sum over "items" (examples, label positions or tokens) divided by the
+item count of the whole accumulated batch, counted once per optimizer step in `get_batch_samples`, so that 8 x 1 and
+2 x 4 give the same loss and the same gradients even when micro-batches hold different numbers of tokens. The returned
+loss is therefore already scaled for accumulation (`loss_is_scaled_for_ga = True`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers.utils import find_labels, logging
+
+from .arguments import DistillationTrainingArguments, distillation_settings
+from .checks import check_dataset_has_labels, check_teacher_student
+from .losses import CITATIONS, binary_kd_loss, cosine_loss, kd_loss, mse_loss
+from .modeling import load_model
+
+logger = logging.get_logger(__name__)
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class ItemCounts:
+    """Item counts of the whole accumulated batch, the normalisers of the summed loss terms.
+
+    Attributes:
+        examples: Number of examples (sequence-level terms).
+        labels: Number of label items (`labels != -100`; one per example for float labels or span positions).
+        tokens: Number of non-padding tokens (token-level terms without labels, hidden-state terms).
+        scale: Factor that undoes the gradient averaging across processes when the counts are global (summed over
+            processes), so that each process's loss is its share of the global mean.
+    """
+
+    examples: torch.Tensor
+    labels: torch.Tensor
+    tokens: torch.Tensor
+    scale: float = 1.0
+
+
+def count_items(batch: dict[str, Any], label_names: list[str]) -> torch.Tensor:
+    """Count examples, label items and non-padding tokens of one batch, as a float tensor `[examples, labels, tokens]`.
+
+    Args:
+        batch (`dict[str, Any]`): A collated batch.
+        label_names (`list[str]`): The label keys of the model (`["labels"]`, or span positions for QA).
+
+    Returns:
+        `torch.Tensor` of shape `(3,)`.
+    """
+    tensors = [v for v in batch.values() if isinstance(v, torch.Tensor) and v.dim() > 0]
+    if not tensors:
+        raise ValueError(f"the batch holds no tensors (keys: {sorted(batch)}); check the data collator")
+    reference = batch.get("input_ids", tensors[0])
+    if not isinstance(reference, torch.Tensor):
+        reference = tensors[0]
+    device = reference.device
+    examples = torch.tensor(float(reference.shape[0]), device=device)
+
+    labels = batch.get("labels")
+    if isinstance(labels, torch.Tensor) and not labels.is_floating_point():
+        label_items = labels.ne(IGNORE_INDEX).sum().float()
+    elif isinstance(labels, torch.Tensor) or any(name in batch for name in label_names):
+        label_items = examples.clone()
+    else:
+        label_items = torch.zeros((), device=device)
+
+    mask = batch.get("attention_mask")
+    if isinstance(mask, torch.Tensor):
+        tokens = mask.sum().float()
+    elif isinstance(batch.get("input_ids"), torch.Tensor):
+        tokens = torch.tensor(float(batch["input_ids"].numel()), device=device)
+    else:
+        tokens = examples.clone()
+    return torch.stack([examples, label_items.to(device), tokens.to(device)])
+
+
+class DistillationTrainer(Trainer):
+    """A `Trainer` that distils `teacher_model` into `model` (the student).
+
+    Use it exactly like `Trainer`, adding `teacher_model`:
+
+    ```python
+    from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
+
+    student = make_student(teacher)  # half the layers, copied from the teacher
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=DistillationTrainingArguments(output_dir="student"),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    ```
+
+    The loss terms are chosen from the student's outputs:
+
+    - sequence-level heads (classification, multiple choice): `L_kd` is averaged per example;
+    - token-level heads (masked LM, token classification): over positions with `labels != -100`, or over the attention
+      mask when the batch has no labels;
+    - question answering: over the start and end position distributions, padding positions excluded;
+    - regression heads (`num_labels == 1`): `L_kd` is the MSE between predictions; multi-label heads
+      (`problem_type="multi_label_classification"`) use a per-label Bernoulli KL.
+
+    Each active term is logged on its own in `state.log_history` as `loss_kd`, `loss_task`, `loss_cos` and
+    `loss_mse` (unweighted), next to `loss` (the weighted sum). Terms with weight 0 are neither computed nor logged.
+
+    The teacher is frozen (`requires_grad=False`), run in eval mode under `torch.inference_mode()` inside the same
+    mixed-precision context as the student, placed on the student's device by Accelerate, and kept out of the
+    student's module tree, the optimizer and every checkpoint. `evaluate()` and `predict()` do not run it: their
+    `eval_loss` is the student's own task loss.
+
+    Args:
+        model (`PreTrainedModel`): The student.
+        args (`TrainingArguments`, *optional*):
+            Usually [`DistillationTrainingArguments`]. Plain `TrainingArguments` get its distillation defaults.
+        teacher_model (`PreTrainedModel` or `str`):
+            The teacher, or a Hub id or local path loaded with the student's Auto class (same head).
+        *trainer_args, **kwargs: Every other `Trainer` argument, unchanged.
+
+    Raises:
+        ValueError: Before training, for a missing or incompatible teacher, invalid loss settings, or a training set
+            without labels while `alpha_task > 0`.
+    """
+
+    # `compute_loss` divides each term by the item count of the whole accumulated batch.
+    loss_is_scaled_for_ga = True
+    _tag_names = ["distillation", "hf-distill"]
+    citations = (CITATIONS["hinton2015"], CITATIONS["sanh2019"])
+
+    def __init__(
+        self,
+        model: PreTrainedModel | nn.Module | None = None,
+        args: TrainingArguments | None = None,
+        *trainer_args: Any,
+        teacher_model: PreTrainedModel | str | os.PathLike | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if model is None:
+            raise ValueError("DistillationTrainer needs the student as `model`; build one with make_student(teacher)")
+        if teacher_model is None:
+            raise ValueError(
+                "DistillationTrainer needs a teacher: pass teacher_model=<a fine-tuned PreTrainedModel, Hub id or "
+                "local path>; use transformers.Trainer to train without one"
+            )
+        if args is None:
+            args = DistillationTrainingArguments(output_dir="tmp_trainer")
+        # Everything is checked before `Trainer.__init__` moves the student, so a failure changes nothing.
+        self.temperature, self.loss_weights = distillation_settings(args)
+        if isinstance(teacher_model, (str, os.PathLike)):
+            teacher_model = load_model(teacher_model, like=type(model).__name__)
+        if not isinstance(teacher_model, nn.Module):
+            raise ValueError(
+                f"teacher_model must be a PreTrainedModel or a model name/path, got {type(teacher_model).__name__}"
+            )
+        check_teacher_student(teacher_model, model, use_hidden_states="cos" in self.loss_weights)
+        label_names = args.label_names if args.label_names is not None else find_labels(type(model))
+        train_dataset = kwargs.get("train_dataset", trainer_args[1] if len(trainer_args) > 1 else None)
+        data_collator = kwargs.get("data_collator", trainer_args[0] if trainer_args else None)
+        if "task" in self.loss_weights and train_dataset is not None:
+            check_dataset_has_labels(train_dataset, label_names, data_collator)
+
+        super().__init__(model, args, *trainer_args, **kwargs)
+
+        teacher_model.requires_grad_(False)
+        teacher_model.eval()
+        # `evaluation_mode=True`: device placement and the mixed-precision forward wrapper, but no DDP wrapping, as
+        # the teacher never receives gradients to synchronise.
+        self.teacher_model = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
+        forward_params = inspect.signature(self.accelerator.unwrap_model(self.teacher_model).forward).parameters
+        takes_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in forward_params.values())
+        self._teacher_input_names = None if takes_kwargs else set(forward_params)
+        self._loss_parts: dict[str, torch.Tensor] = {}
+        self._loss_parts_start_step: int | None = None
+
+    # ---- gradient accumulation -------------------------------------------------------------------------------------
+
+    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: torch.device) -> tuple[list, Any]:
+        """Fetch the micro-batches of one optimizer step and count their items for exact loss normalisation."""
+        batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if not batch_samples:
+            return batch_samples, None
+        counts = sum(count_items(batch, self.label_names).to(device) for batch in batch_samples)
+        scale = 1.0
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            # Normalise by the global counts; DDP then averages gradients over processes, which `scale` undoes.
+            counts = self.accelerator.gather(counts.unsqueeze(0)).sum(0)
+            scale = float(self.accelerator.num_processes)
+        return batch_samples, ItemCounts(*counts.unbind(), scale=scale)
+
+    # ---- loss -----------------------------------------------------------------------------------------------------
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor | Any],
+        return_outputs: bool = False,
+        num_items_in_batch: ItemCounts | torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """Distillation loss in training; the student's own task loss (plain `Trainer`) in evaluation."""
+        if not model.training:
+            # evaluate()/predict(): eval_loss is the student's own loss and the teacher is not run.
+            return super().compute_loss(model, inputs, return_outputs=return_outputs)
+
+        has_labels = any(name in inputs for name in self.label_names)
+        if "task" in self.loss_weights and not has_labels:
+            raise ValueError(
+                f"alpha_task > 0 but the batch carries no labels (keys: {sorted(inputs)}; expected "
+                f"{self.label_names}); add a label column, or set alpha_task=0 to distil from the teacher alone"
+            )
+        local = count_items(inputs, self.label_names)
+        if isinstance(num_items_in_batch, ItemCounts):
+            counts = num_items_in_batch
+        else:
+            # Called outside the training loop's `get_batch_samples`: normalise by this batch and split over the
+            # accumulation steps, as `Trainer` does for an unscaled loss.
+            steps = getattr(self, "current_gradient_accumulation_steps", 1)
+            counts = ItemCounts(*local.unbind(), scale=1.0 / steps)
+
+        student_inputs = dict(inputs)
+        smoothed_labels = None
+        if "task" not in self.loss_weights:
+            for name in self.label_names:
+                student_inputs.pop(name, None)
+        elif self.label_smoother is not None and "labels" in student_inputs:
+            smoothed_labels = student_inputs.pop("labels")
+        want_hidden = "cos" in self.loss_weights
+        if want_hidden:
+            student_inputs["output_hidden_states"] = True
+        outputs = model(**student_inputs)
+
+        parts: dict[str, torch.Tensor] = {}
+        if "task" in self.loss_weights:
+            parts["task"] = self._task_term(outputs, smoothed_labels, local, counts)
+        if self.loss_weights.keys() & {"kd", "cos", "mse"}:
+            teacher = self._teacher_outputs(inputs, want_hidden)
+            parts.update(self._teacher_terms(outputs, teacher, inputs, counts))
+
+        loss = sum(self.loss_weights[name] * value for name, value in parts.items())
+        self._record_loss_parts(parts)
+        return (loss, outputs) if return_outputs else loss
+
+    def _task_term(
+        self, outputs: Any, smoothed_labels: torch.Tensor | None, local: torch.Tensor, counts: ItemCounts
+    ) -> torch.Tensor:
+        """The student's own loss, rescaled from its micro-batch mean to a share of the accumulated batch."""
+        if smoothed_labels is not None:
+            mean = self.label_smoother(outputs, smoothed_labels)
+        else:
+            mean = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+        if mean is None:
+            raise ValueError(f"the student {type(self.model).__name__} returned no loss although labels were given")
+        # A micro-batch whose labels are all -100 has a NaN mean (0 / 0); it contributes nothing. This reads one
+        # scalar from the device, a sync point `Trainer` already pays for its NaN filter on the loss.
+        local_items = local[1]
+        if local_items.item() == 0:
+            return mean.nan_to_num(0.0) * 0.0
+        return mean * local_items / counts.labels * counts.scale
+
+    def _teacher_outputs(self, inputs: dict[str, Any], want_hidden: bool) -> dict[str, torch.Tensor]:
+        """Run the frozen teacher and return the tensors the loss needs, as ordinary (non-inference) tensors."""
+        names = self._teacher_input_names
+        teacher_inputs = {
+            k: v for k, v in inputs.items() if k not in self.label_names and (names is None or k in names)
+        }
+        if want_hidden:
+            teacher_inputs["output_hidden_states"] = True
+        # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy targets.
+        self.teacher_model.eval()
+        with torch.inference_mode():
+            out = self.teacher_model(**teacher_inputs)
+            wanted = {key: out[key] for key in ("logits", "start_logits", "end_logits") if out.get(key) is not None}
+            if want_hidden:
+                wanted["hidden"] = out["hidden_states"][-1]
+        # Inference tensors cannot be saved for backward; cloning outside inference mode gives normal tensors. Only
+        # the logits and the last hidden state are copied, never the whole output.
+        return {key: value.clone() for key, value in wanted.items()}
+
+    def _teacher_terms(
+        self, outputs: Any, teacher: dict[str, torch.Tensor], inputs: dict[str, Any], counts: ItemCounts
+    ) -> dict[str, torch.Tensor]:
+        """`L_kd`, `L_mse` and `L_cos` as shares of the accumulated batch."""
+        parts: dict[str, torch.Tensor] = {}
+        attention_mask = inputs.get("attention_mask")
+        if "kd" in self.loss_weights or "mse" in self.loss_weights:
+            pairs, mask, denominator = self._logit_pairs(outputs, teacher, inputs, counts)
+            config = self.accelerator.unwrap_model(self.model).config
+            regression = pairs[0][0].shape[-1] == 1 and pairs[0][0].dim() == 2
+            multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
+            for name in ("kd", "mse"):
+                if name not in self.loss_weights:
+                    continue
+                total = 0.0
+                for student_logits, teacher_logits in pairs:
+                    if name == "mse" or regression:
+                        term = mse_loss(student_logits, teacher_logits, mask=mask, reduction="sum")
+                    elif multi_label:
+                        term = binary_kd_loss(
+                            student_logits, teacher_logits, temperature=self.temperature, mask=mask, reduction="sum"
+                        )
+                    else:
+                        term = kd_loss(
+                            student_logits, teacher_logits, temperature=self.temperature, mask=mask, reduction="sum"
+                        )
+                    total = total + term
+                parts[name] = total / len(pairs) / denominator * counts.scale
+        if "cos" in self.loss_weights:
+            student_hidden = outputs["hidden_states"][-1]
+            mask = None
+            if isinstance(attention_mask, torch.Tensor):
+                mask = attention_mask.reshape(student_hidden.shape[:-1]).bool()
+            term = cosine_loss(student_hidden, teacher["hidden"], mask=mask, reduction="sum")
+            parts["cos"] = term / counts.tokens * counts.scale
+        return parts
+
+    def _logit_pairs(
+        self, outputs: Any, teacher: dict[str, torch.Tensor], inputs: dict[str, Any], counts: ItemCounts
+    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor | None, torch.Tensor]:
+        """Student/teacher logits to match, the item mask, and the item count that normalises their sum."""
+        attention_mask = inputs.get("attention_mask")
+        if "start_logits" in teacher:
+            # Question answering: distributions over positions. Padding positions are pushed to -inf-like values in
+            # both models so that they carry no probability mass.
+            pairs = []
+            for key in ("start_logits", "end_logits"):
+                student_logits, teacher_logits = outputs[key].float(), teacher[key].float()
+                if isinstance(attention_mask, torch.Tensor):
+                    padding = ~attention_mask.bool()
+                    lowest = torch.finfo(torch.float32).min
+                    student_logits = student_logits.masked_fill(padding, lowest)
+                    teacher_logits = teacher_logits.masked_fill(padding, lowest)
+                pairs.append((student_logits, teacher_logits))
+            return pairs, None, counts.examples
+        if "logits" not in teacher:
+            raise ValueError(f"the teacher {type(self.teacher_model).__name__} returned no logits to distil")
+        student_logits, teacher_logits = outputs["logits"], teacher["logits"]
+        if student_logits.dim() <= 2:
+            return [(student_logits, teacher_logits)], None, counts.examples
+        # Token-level head: label positions when the batch has labels (masked LM: only the masked tokens), else every
+        # non-padding token.
+        labels = inputs.get("labels")
+        if isinstance(labels, torch.Tensor) and labels.shape == student_logits.shape[:-1]:
+            return [(student_logits, teacher_logits)], labels.ne(IGNORE_INDEX), counts.labels
+        mask = attention_mask.bool() if isinstance(attention_mask, torch.Tensor) else None
+        return [(student_logits, teacher_logits)], mask, counts.tokens
+
+    # ---- logging ---------------------------------------------------------------------------------------------------
+
+    def _record_loss_parts(self, parts: dict[str, torch.Tensor]) -> None:
+        if self._loss_parts_start_step is None:
+            self._loss_parts_start_step = self.state.global_step
+        for name, value in parts.items():
+            value = value.detach()
+            self._loss_parts[name] = self._loss_parts[name] + value if name in self._loss_parts else value
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the unweighted loss terms (`loss_kd`, `loss_task`, ...) to the training logs, averaged like `loss`."""
+        if "loss" in logs and self._loss_parts:
+            steps = max(self.state.global_step - (self._loss_parts_start_step or 0), 1)
+            for name, total in self._loss_parts.items():
+                # Mean over processes of per-process shares, like `Trainer` does for `loss`.
+                logs[f"loss_{name}"] = self.accelerator.reduce(total, reduction="mean").item() / steps
+            self._loss_parts = {}
+            self._loss_parts_start_step = None
+        super().log(logs, start_time)
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """`Trainer.train`, with the distillation settings checked again (arguments can change after `__init__`)."""
+        self.temperature, self.loss_weights = distillation_settings(self.args)
+        if "task" in self.loss_weights and self.train_dataset is not None:
+            check_dataset_has_labels(self.train_dataset, self.label_names, self.data_collator)
+        self._loss_parts = {}
+        self._loss_parts_start_step = None
+        return super().train(*args, **kwargs)
