@@ -41,8 +41,8 @@ def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *,
     """
     if teacher is student:
         raise ValueError(
-            "teacher_model is the student itself; pass a separate teacher, e.g. the fine-tuned model you started from, "
-            "and build the student with hf_distill.make_student(teacher)"
+            "teacher_model is the student itself; pass a separate teacher, e.g. the fine-tuned model you started "
+            "from, and build the student with hf_distill.make_student(teacher)"
         )
     student_storage = {p.untyped_storage().data_ptr() for p in student.parameters()}
     shared = [name for name, p in teacher.named_parameters() if p.untyped_storage().data_ptr() in student_storage]
