@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -93,6 +94,18 @@ class GlueTask:
     def text_keys(self) -> tuple[str, ...]:
         """The text columns, in the order they are fed to a tokenizer."""
         return (self.sentence1_key,) if self.sentence2_key is None else (self.sentence1_key, self.sentence2_key)
+
+    @property
+    def model_config_kwargs(self) -> dict[str, Any]:
+        """`from_pretrained` keyword arguments that give a model this task's head: label count, names and problem
+        type. With them a teacher and a student loaded separately agree on what class id `i` means."""
+        if self.is_regression:
+            return {"num_labels": 1, "problem_type": "regression"}
+        return {
+            "num_labels": self.num_labels,
+            "id2label": dict(enumerate(self.label_names)),
+            "label2id": {name: i for i, name in enumerate(self.label_names)},
+        }
 
     @property
     def features(self) -> datasets.Features:

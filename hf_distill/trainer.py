@@ -380,6 +380,21 @@ class DistillationTrainer(Trainer):
             self._loss_parts_start_step = None
         super().log(logs, start_time)
 
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """Keep a model card written by `hf_distill.report.model_card`; otherwise write `Trainer`'s own.
+
+        `push_to_hub` calls this before uploading. `Trainer`'s card knows nothing of the teacher, so it must not
+        replace the distillation card (teacher, layers kept, metrics with retention, citations) a recipe wrote.
+        """
+        card = os.path.join(self.args.output_dir, "README.md")
+        if os.path.isfile(card):
+            with open(card, encoding="utf-8") as handle:
+                if "hf-distill" in handle.read():
+                    return
+        tags = kwargs.get("tags") or []
+        kwargs["tags"] = sorted({*([tags] if isinstance(tags, str) else tags), *self._tag_names})
+        super().create_model_card(*args, **kwargs)
+
     def train(self, *args: Any, **kwargs: Any) -> Any:
         """`Trainer.train`, with the distillation settings checked again (arguments can change after `__init__`)."""
         self.temperature, self.loss_weights = distillation_settings(self.args)

@@ -46,6 +46,17 @@ def tiny_bert_config(**overrides) -> BertConfig:
     return BertConfig(**values)
 
 
+@pytest.fixture(autouse=True)
+def _threads(request):
+    """Tiny models run fastest on one intra-op thread: they gain nothing from more, and OpenMP spin-waiting makes every
+    op far slower when another process holds a core. The real-model tests keep every core."""
+    previous = torch.get_num_threads()
+    if request.node.get_closest_marker("integration") is None:
+        torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 _CACHE: dict[str, torch.nn.Module] = {}
 
 

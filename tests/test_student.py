@@ -183,16 +183,6 @@ def snapshot(model: PreTrainedModel) -> tuple[dict[str, torch.Tensor], dict]:
     return {k: v.clone() for k, v in all_tensors(model).items()}, model.config.to_dict()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run this module on one intra-op thread: tiny tensors gain nothing from more, and OpenMP spin-waiting makes
-    every op about a hundred times slower when another process holds one of the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def no_build(monkeypatch):
     """Fail if a student gets built, so that an error test also proves its check runs before any building."""

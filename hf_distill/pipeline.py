@@ -1,0 +1,212 @@
+"""Steps of a GLUE distillation run that recipes call: tokenisation, the teacher stage and evaluation.
+
+The recipe `recipes/glue_distill.py` stays a thin script; everything it does beyond parsing arguments lives here or in
+`hf_distill.glue` and `hf_distill.report`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, DatasetDict
+from transformers import (
+    AutoModelForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.utils import logging
+
+from .glue import GlueTask, main_metric
+
+logger = logging.get_logger(__name__)
+
+TEACHER_DONE_FILE = "hf_distill_teacher.json"
+
+
+def tokenize_glue(
+    raw: DatasetDict,
+    task: GlueTask,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_seq_length: int = 128,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+) -> DatasetDict:
+    """Tokenise the text columns of a GLUE `DatasetDict`, keeping `label`; padding is left to the collator.
+
+    Args:
+        raw (`DatasetDict`): From `hf_distill.glue.load_glue`.
+        task (`GlueTask`): The task, for its text columns.
+        tokenizer (`PreTrainedTokenizerBase`): The teacher's tokenizer.
+        max_seq_length (`int`, *optional*, defaults to 128): Truncation length; at most the model's limit.
+        max_train_samples (`int`, *optional*): Keep the first N training rows (debugging, quick runs).
+        max_eval_samples (`int`, *optional*): Keep the first N rows of each validation split.
+
+    Returns:
+        `DatasetDict`: Splits with `input_ids`, `attention_mask` (and `token_type_ids`) and `label`.
+
+    Raises:
+        ValueError: If `max_seq_length` exceeds the tokenizer's limit or a sample limit is not positive.
+    """
+    limit = tokenizer.model_max_length
+    if max_seq_length < 1 or (limit is not None and limit < 1e9 and max_seq_length > limit):
+        raise ValueError(
+            f"max_seq_length={max_seq_length} is outside 1..{limit}, the limit of this tokenizer/model; "
+            f"pass --max_seq_length {min(128, limit)} or less"
+        )
+    for name, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be a positive number of rows, got {value}")
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        texts = [batch[key] for key in task.text_keys]
+        return tokenizer(*texts, truncation=True, max_length=max_seq_length)
+
+    processed = {}
+    for split, dataset in raw.items():
+        if split == "test":
+            continue
+        limit_rows = max_train_samples if split == "train" else max_eval_samples
+        if limit_rows is not None:
+            dataset = dataset.select(range(min(limit_rows, len(dataset))))
+        if len(dataset) == 0:
+            raise ValueError(f"the {split} split of {task.name} is empty; check the data files or sample limits")
+        drop = [c for c in dataset.column_names if c not in ("label",)]
+        processed[split] = dataset.map(encode, batched=True, remove_columns=drop, desc=f"Tokenizing {split}")
+    return DatasetDict(processed)
+
+
+def chance_level(task: GlueTask, labels: list[int] | list[float]) -> float:
+    """The main metric a trivial predictor reaches: the majority-class share for accuracy, 0 for correlations, and
+    the F1 of always predicting the positive class for F1."""
+    metric = main_metric(task)
+    if metric == "accuracy":
+        return max(Counter(labels).values()) / len(labels)
+    if metric == "f1":
+        positives = sum(1 for label in labels if label == 1)
+        return 2 * positives / (positives + len(labels))
+    return 0.0
+
+
+def warn_if_near_chance(
+    task: GlueTask, metrics: dict[str, float], labels: list[int] | list[float], *, margin: float = 0.05
+) -> bool:
+    """Log a loud warning when the teacher's main dev metric is within `margin` of chance.
+
+    A teacher that was never fine-tuned on the task produces near-uniform soft targets; distilling it trains a useless
+    student with perfectly normal-looking losses. Returns whether the warning was given.
+    """
+    key = next((k for k in metrics if k.endswith(main_metric(task))), None)
+    if key is None:
+        return False
+    chance = chance_level(task, labels)
+    if metrics[key] <= chance + margin:
+        logger.warning(
+            "\n%s\nTHE TEACHER IS NEAR CHANCE on %s: %s = %.4f, chance level %.4f.\nDistilling it will give a useless "
+            "student. Fine-tune it first (--teacher_finetune_epochs 3) or pass a teacher fine-tuned on %s.\n%s",
+            "!" * 100,
+            task.name,
+            key,
+            metrics[key],
+            chance,
+            task.name,
+            "!" * 100,
+        )
+        return True
+    return False
+
+
+def finetune_teacher(
+    teacher: PreTrainedModel,
+    *,
+    args: TrainingArguments,
+    epochs: float,
+    output_dir: str | Path,
+    learning_rate: float | None = None,
+    **trainer_kwargs: Any,
+) -> PreTrainedModel:
+    """Fine-tune a pre-trained teacher on the task with a plain `Trainer`, or reuse an earlier run's result.
+
+    The tuned teacher is saved under `output_dir` together with a marker file written last, so that a run interrupted
+    while saving is not mistaken for a finished teacher. A later run with the same `output_dir` loads it instead of
+    training again.
+
+    Args:
+        teacher (`PreTrainedModel`): The pre-trained teacher with a (new) task head.
+        args (`TrainingArguments`): The run's arguments; a copy with `output_dir` and `num_train_epochs` replaced is
+            used, and `args` itself is not changed.
+        epochs (`float`): Fine-tuning epochs.
+        output_dir (`str` or `Path`): Where the tuned teacher is saved.
+        learning_rate (`float`, *optional*): The teacher's learning rate; by default that of `args`.
+        **trainer_kwargs: `train_dataset`, `data_collator`, `processing_class`, ... for `Trainer`.
+
+    Returns:
+        `PreTrainedModel`: The fine-tuned teacher.
+    """
+    output_dir = Path(output_dir)
+    marker = output_dir / TEACHER_DONE_FILE
+    if marker.is_file():
+        logger.info("Reusing the fine-tuned teacher in %s", output_dir)
+        return AutoModelForSequenceClassification.from_pretrained(output_dir)
+    teacher_args = dataclasses.replace(
+        args,
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        learning_rate=args.learning_rate if learning_rate is None else learning_rate,
+        max_steps=-1,
+        save_strategy="no",
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        push_to_hub=False,
+    )
+    trainer = Trainer(model=teacher, args=teacher_args, **trainer_kwargs)
+    trainer.train()
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero():
+        marker.write_text(json.dumps({"epochs": epochs, "base": teacher.config._name_or_path}) + "\n")
+    return trainer.model
+
+
+def evaluate_splits(trainer: Trainer, eval_sets: dict[str, Dataset]) -> dict[str, float]:
+    """Evaluate on each validation split; MNLI's two splits get their own metric keys.
+
+    Args:
+        trainer (`Trainer`): A trainer whose `compute_metrics` computes the GLUE metrics. Under several processes the
+            predictions are gathered over the whole split before the metrics are computed.
+        eval_sets (`dict[str, Dataset]`): Validation splits by name.
+
+    Returns:
+        `dict[str, float]`: Metrics keyed `eval_<metric>`, or `eval_<split>_<metric>` when there are several splits.
+    """
+    metrics: dict[str, float] = {}
+    for split, dataset in eval_sets.items():
+        prefix = "eval" if len(eval_sets) == 1 else f"eval_{split}"
+        metrics.update(trainer.evaluate(eval_dataset=dataset, metric_key_prefix=prefix))
+    return metrics
+
+
+def evaluate_teacher(
+    teacher: PreTrainedModel, *, args: TrainingArguments, eval_sets: dict[str, Dataset], **kwargs
+) -> dict:
+    """Evaluate the teacher with a plain `Trainer` on each validation split (see `evaluate_splits`).
+
+    The evaluation uses a copy of `args` with `push_to_hub=False`: a `Trainer` made with `push_to_hub=True` creates the
+    Hub repository at construction, and only the student's trainer should touch it.
+
+    Args:
+        teacher (`PreTrainedModel`): The teacher.
+        args (`TrainingArguments`): The run's arguments (not changed).
+        eval_sets (`dict[str, Dataset]`): Validation splits by name.
+        **kwargs: `data_collator`, `compute_metrics`, ... for `Trainer`.
+
+    Returns:
+        `dict`: The teacher's metrics.
+    """
+    eval_args = dataclasses.replace(args, push_to_hub=False)
+    return evaluate_splits(Trainer(model=teacher, args=eval_args, **kwargs), eval_sets)

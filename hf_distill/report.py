@@ -1,0 +1,838 @@
+"""What a distillation run produced, measured and written down: `results.json`, a plain-text table and a model card.
+
+The pieces, each usable on its own:
+
+- `count_parameters` and `size_on_disk`: how big the teacher and the student are;
+- `measure_latency`: how fast several models are on the same inputs, measured in one run and interleaved, so that the
+  speedup ratio survives a noisy machine even when the absolute times do not;
+- `DistillationReport`: the numbers of one run (metrics of both models, retention, size, speed, loss settings,
+  versions, machine), with `to_dict` / `save_json` for `results.json`;
+- `format_table` and `model_card`: the report as a terminal table and as a Hugging Face `README.md` whose citations
+  are those of `hf_distill.losses.CITATIONS` and `hf_distill.glue.GLUE_CITATION`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from huggingface_hub import EvalResult, ModelCardData
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import logging
+
+from .arguments import LOSS_WEIGHT_NAMES, DistillationTrainingArguments
+from .glue import GLUE_CITATION, HUB_DATASET, GlueTask, get_task
+from .losses import CITATIONS
+
+logger = logging.get_logger(__name__)
+
+# Entries of `Trainer.evaluate()` that describe the evaluation run rather than the model's quality. They are kept in
+# `results.json` but left out of tables, retention and the model card. `loss` is among them because the evaluation
+# loss of a distillation run mixes the loss terms and is not comparable between teacher and student.
+_BOOKKEEPING_METRICS = frozenset(
+    {"loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time"}
+)
+
+# `TrainingArguments` fields worth stating in a model card, in the order shown there.
+_HYPERPARAMETERS: tuple[str, ...] = (
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "optim",
+    "seed",
+    "bf16",
+    "fp16",
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Size
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Count the unique parameters of `model`: a weight shared by several modules counts once.
+
+    Tied weights (a masked-LM decoder tied to the word embeddings) are one `nn.Parameter` reached under two names;
+    `model.parameters()` yields it once. Distinct `Parameter` objects that view the same memory are also counted once.
+    Buffers (position ids, running statistics) are not parameters and are not counted.
+
+    Args:
+        model (`nn.Module`): The model.
+
+    Returns:
+        `int`: The number of parameter elements.
+    """
+    seen: set[tuple[Any, ...]] = set()
+    total = 0
+    for parameter in model.parameters():
+        # Meta tensors have no memory (data_ptr 0); only their identity tells them apart.
+        pointer = parameter.data_ptr()
+        key = (parameter.device, pointer, parameter.shape) if pointer else (id(parameter),)
+        if key not in seen:
+            seen.add(key)
+            total += parameter.numel()
+    return total
+
+
+def _weight_files(directory: Path) -> list[Path]:
+    """The files `from_pretrained` would load weights from: safetensors if there are any, else PyTorch `.bin`."""
+    safetensors = sorted(directory.glob("*.safetensors"))
+    if safetensors:
+        return safetensors
+    # `Trainer` writes its arguments as `training_args.bin`, which holds no weights.
+    return sorted(path for path in directory.glob("*.bin") if path.name != "training_args.bin")
+
+
+def size_on_disk(model_or_dir: PreTrainedModel | str | os.PathLike) -> int:
+    """Measure the bytes a model's weights take on disk.
+
+    For a directory, the weight files at its top level are summed: the `*.safetensors` files, or when there are none
+    the `*.bin` files (`training_args.bin` excluded), as `from_pretrained` prefers safetensors. Checkpoint sub-folders
+    are not counted. A model is saved with `save_pretrained` (safetensors, tied weights stored once) to a temporary
+    directory, which is then measured; the size is that of the model's current dtype.
+
+    Args:
+        model_or_dir (`PreTrainedModel`, `str` or `os.PathLike`): A model, or a directory written by `save_pretrained`.
+
+    Returns:
+        `int`: The size in bytes.
+
+    Raises:
+        ValueError: If the directory does not exist or holds no weight file.
+        TypeError: If `model_or_dir` is neither a `PreTrainedModel` nor a path.
+    """
+    if isinstance(model_or_dir, PreTrainedModel):
+        with tempfile.TemporaryDirectory() as tmp:
+            model_or_dir.save_pretrained(tmp)
+            return size_on_disk(tmp)
+    if not isinstance(model_or_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"size_on_disk takes a transformers PreTrainedModel or a directory, got {type(model_or_dir).__name__}"
+        )
+    directory = Path(model_or_dir)
+    if not directory.is_dir():
+        raise ValueError(f"{directory} is not a directory; pass a model or a folder written by save_pretrained")
+    files = _weight_files(directory)
+    if not files:
+        raise ValueError(f"{directory} holds no *.safetensors or *.bin weight file")
+    return sum(path.stat().st_size for path in files)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Speed
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def measure_latency(
+    models: Mapping[str, nn.Module],
+    *,
+    vocab_size: int,
+    batch_sizes: Sequence[int] = (1, 32),
+    seq_len: int = 128,
+    repeats: int = 10,
+    warmup: int = 2,
+    seed: int = 0,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """Time the forward pass of several models on the same random inputs, interleaved, in one run.
+
+    For each batch size, the models are first run `warmup` times each, then `repeats` rounds follow in which every
+    model runs once, in turn. The order rotates from round to round (A B, B A, ...) so that no model always runs in the
+    other's wake. Machine noise (frequency scaling, other processes) therefore hits every model alike, which makes the
+    speedup ratio the reliable figure on a shared or noisy machine; the absolute times are not, and say little beyond
+    the machine and the moment they were taken on.
+
+    Inputs are `input_ids` drawn uniformly from `[0, vocab_size)` and an all-ones `attention_mask` of shape
+    `(batch_size, seq_len)`, so no padding shortens the work. Models run in eval mode under `torch.inference_mode()`
+    on the device their parameters are on; afterwards every module's training flag and torch's thread count are
+    restored to what they were, and no weight is changed.
+
+    On a machine whose cores are busy with other work, more threads than free cores makes every operation wait for the
+    slowest thread, and a small model can run a hundred times slower than on one thread; `num_threads=1` measures
+    the model rather than the contention.
+
+    Args:
+        models (`Mapping[str, nn.Module]`):
+            The models by display name. The first is the reference (e.g. the teacher) that speedups are relative to.
+            Each must accept `input_ids` and `attention_mask` keyword arguments.
+        vocab_size (`int`):
+            The token ids are drawn below this; use the smallest vocabulary of the models.
+        batch_sizes (`Sequence[int]`, *optional*, defaults to `(1, 32)`):
+            The batch sizes to time.
+        seq_len (`int`, *optional*, defaults to `128`):
+            The sequence length of every input; at most the models' `max_position_embeddings`.
+        repeats (`int`, *optional*, defaults to `10`):
+            Timed rounds per batch size; the median over them is reported.
+        warmup (`int`, *optional*, defaults to `2`):
+            Untimed runs per model and batch size before the timed rounds (first calls allocate and select kernels).
+        seed (`int`, *optional*, defaults to `0`):
+            Seed of the generator that draws the token ids.
+        num_threads (`int`, *optional*):
+            torch's intra-op thread count during the measurement; defaults to the current one.
+
+    Returns:
+        `dict[str, Any]`: `"reference"` (the first name), `"batch_sizes"`, `"seq_len"`, `"repeats"`, `"warmup"`,
+        `"num_threads"` (torch's intra-op threads during the measurement), `"devices"` (by model name) and
+        `"results"`: for each model name, for each batch size (an `int` key, a string once written as JSON):
+
+        - `"median_s"`: the median forward time in seconds;
+        - `"throughput"`: examples per second, `batch_size / median_s`;
+        - `"speedup"`: how many times faster than the reference, the median over rounds of the reference's time
+          divided by this model's time in the same round (1.0 for the reference); pairing the two times of a round
+          cancels the noise they share, better than a ratio of two medians would;
+        - `"times_s"`: the time of every round, in seconds.
+
+    Raises:
+        ValueError: If `models` is empty, `seq_len` exceeds a model's `max_position_embeddings`, or a batch size,
+            `seq_len`, `repeats`, `warmup`, `vocab_size` or `num_threads` is out of range.
+    """
+    if not models:
+        raise ValueError("measure_latency needs at least one model")
+    if (
+        min(vocab_size, seq_len, repeats, *batch_sizes) < 1
+        or warmup < 0
+        or (num_threads is not None and num_threads < 1)
+    ):
+        raise ValueError(
+            f"measure_latency needs vocab_size, seq_len, repeats, batch sizes and num_threads >= 1 and warmup >= 0, "
+            f"got vocab_size={vocab_size}, seq_len={seq_len}, repeats={repeats}, warmup={warmup}, "
+            f"batch_sizes={tuple(batch_sizes)}, num_threads={num_threads}"
+        )
+    for name, model in models.items():
+        max_positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        if isinstance(max_positions, int) and seq_len > max_positions:
+            raise ValueError(
+                f"seq_len={seq_len} exceeds the max_position_embeddings={max_positions} of model {name!r}; pass a "
+                "smaller seq_len"
+            )
+
+    batch_sizes = list(dict.fromkeys(batch_sizes))
+    names = list(models)
+    reference = names[0]
+    devices = {name: _device_of(model) for name, model in models.items()}
+    flags = {name: [(module, module.training) for module in model.modules()] for name, model in models.items()}
+    generator = torch.Generator().manual_seed(seed)
+    times: dict[str, dict[int, list[float]]] = {name: {} for name in names}
+
+    def forward(name: str, inputs: dict[str, torch.Tensor]) -> float:
+        device = devices[name]
+        batch = {key: value.to(device) for key, value in inputs.items()}
+        start = time.perf_counter()
+        models[name](**batch)
+        if device.type == "cuda":
+            # GPU kernels run asynchronously; without this sync the timer would stop at the launch, not the result.
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    previous_threads = torch.get_num_threads()
+    try:
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        threads_used = torch.get_num_threads()
+        for model in models.values():
+            model.eval()
+        with torch.inference_mode():
+            for batch_size in batch_sizes:
+                inputs = {
+                    "input_ids": torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator),
+                    "attention_mask": torch.ones(batch_size, seq_len, dtype=torch.long),
+                }
+                for _ in range(warmup):
+                    for name in names:
+                        forward(name, inputs)
+                rounds: list[dict[str, float]] = []
+                for r in range(repeats):
+                    order = names[r % len(names) :] + names[: r % len(names)]
+                    rounds.append({name: forward(name, inputs) for name in order})
+                for name in names:
+                    times[name][batch_size] = [round_times[name] for round_times in rounds]
+    finally:
+        torch.set_num_threads(previous_threads)
+        for module_flags in flags.values():
+            for module, training in module_flags:
+                module.training = training
+
+    results: dict[str, dict[int, dict[str, Any]]] = {}
+    for name in names:
+        results[name] = {}
+        for batch_size, model_times in times[name].items():
+            median = statistics.median(model_times)
+            # Exactly 1.0 for the reference itself.
+            speedup = statistics.median(ref / own for ref, own in zip(times[reference][batch_size], model_times))
+            results[name][batch_size] = {
+                "median_s": median,
+                "throughput": batch_size / median,
+                "speedup": speedup,
+                "times_s": model_times,
+            }
+        logger.info(
+            f"Latency of {name!r} at seq_len {seq_len}: "
+            + ", ".join(
+                f"batch {size}: {entry['median_s'] * 1e3:.2f} ms ({entry['speedup']:.2f}x)"
+                for size, entry in results[name].items()
+            )
+        )
+    return {
+        "reference": reference,
+        "batch_sizes": batch_sizes,
+        "seq_len": seq_len,
+        "repeats": repeats,
+        "warmup": warmup,
+        "num_threads": threads_used,
+        "devices": {name: str(device) for name, device in devices.items()},
+        "results": results,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def retention(student_score: float | None, teacher_score: float | None) -> float | None:
+    """The student's score as a percentage of the teacher's: `student / teacher * 100`.
+
+    Args:
+        student_score (`float`, *optional*): The student's value of a higher-is-better metric.
+        teacher_score (`float`, *optional*): The teacher's value of the same metric.
+
+    Returns:
+        `float` or `None`: The percentage, or `None` when it means nothing: a teacher score of 0 or below (a Matthews
+        correlation can be), or a missing or non-finite score.
+    """
+    if student_score is None or teacher_score is None:
+        return None
+    if not (math.isfinite(student_score) and math.isfinite(teacher_score)) or teacher_score <= 0:
+        return None
+    return student_score / teacher_score * 100
+
+
+def collect_versions() -> dict[str, str]:
+    """The versions of Python, torch, transformers and hf_distill in use."""
+    # Imported here: `hf_distill/__init__.py` defines `__version__` after importing its submodules.
+    from . import __version__
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "hf_distill": __version__,
+    }
+
+
+def _cpu_name() -> str:
+    """The CPU model, e.g. "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"; the architecture where it is unknown."""
+    # `platform.processor()` is empty on most Linux systems; the model name is in /proc/cpuinfo there.
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine the numbers were measured on: platform, processor, CPU count and torch's thread count."""
+    return {
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_num_threads": torch.get_num_threads(),
+    }
+
+
+def _glue_task(task: str) -> GlueTask | None:
+    """The `GlueTask` named `task`, or `None` when it is not a GLUE task."""
+    try:
+        return get_task(task)
+    except ValueError:
+        return None
+
+
+def _strip_eval_prefix(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {key.removeprefix("eval_"): value for key, value in metrics.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` with string keys, lists for tuples and `None` for non-finite floats, so that JSON keeps it as is."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class DistillationReport:
+    """The numbers of one distillation run, for `results.json`, `format_table` and `model_card`.
+
+    Build it with `DistillationReport.from_models` after training, or field by field.
+
+    Args:
+        task (`str`):
+            The task, e.g. `"sst2"`. A GLUE task name is normalised to its Hub config name.
+        teacher_metrics (`dict[str, float]`):
+            The teacher's evaluation metrics, e.g. the result of `Trainer.evaluate()`. An `eval_` prefix is removed.
+        student_metrics (`dict[str, float]`):
+            The student's evaluation metrics on the same data, likewise.
+        teacher_parameters (`int`): The teacher's parameter count (`count_parameters`).
+        student_parameters (`int`): The student's parameter count.
+        teacher_size_bytes (`int`): The teacher's weights on disk (`size_on_disk`).
+        student_size_bytes (`int`): The student's weights on disk.
+        temperature (`float`): The softmax temperature of the soft targets.
+        loss_weights (`dict[str, float]`): The loss weights by argument name (`"alpha_kd"`, ...).
+        teacher (`str`, *optional*): The teacher's Hub id or path.
+        teacher_layers (`list[int]`, *optional*): The teacher layers the student was initialised from (0-based).
+        teacher_num_layers (`int`, *optional*): The teacher's layer count.
+        main_metric (`str`, *optional*):
+            The metric that retention is computed on; defaults to the GLUE task's main metric (`glue.main_metric`).
+            Required for a task outside GLUE.
+        latency (`dict[str, Any]`, *optional*):
+            The result of `measure_latency` for models named `"teacher"` and `"student"`.
+        training_time_s (`float`, *optional*): The training time in seconds (`train_runtime`).
+        hyperparameters (`dict[str, Any]`, *optional*): Training settings to state, e.g. the learning rate.
+        versions (`dict[str, str]`, *optional*, defaults to `collect_versions()`): Library versions.
+        machine (`dict[str, Any]`, *optional*, defaults to `machine_info()`): The machine.
+
+    Raises:
+        ValueError: If the main metric is unknown or missing from either metrics dict, or `latency` lacks the teacher
+            or the student.
+    """
+
+    task: str
+    teacher_metrics: dict[str, float]
+    student_metrics: dict[str, float]
+    teacher_parameters: int
+    student_parameters: int
+    teacher_size_bytes: int
+    student_size_bytes: int
+    temperature: float
+    loss_weights: dict[str, float]
+    teacher: str | None = None
+    teacher_layers: list[int] | None = None
+    teacher_num_layers: int | None = None
+    main_metric: str | None = None
+    latency: dict[str, Any] | None = None
+    training_time_s: float | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=collect_versions)
+    machine: dict[str, Any] = field(default_factory=machine_info)
+
+    def __post_init__(self) -> None:
+        glue_task = _glue_task(self.task)
+        if glue_task is not None:
+            self.task = glue_task.name
+        if self.main_metric is None:
+            if glue_task is None:
+                raise ValueError(
+                    f"task {self.task!r} is not a GLUE task, so its main metric is unknown; pass main_metric="
+                )
+            self.main_metric = glue_task.main_metric
+            if len(glue_task.validation_splits) > 1:
+                # MNLI: the metric of the first (matched) split is the headline, as on the GLUE leaderboard.
+                self.main_metric = f"{glue_task.validation_splits[0]}_{self.main_metric}"
+        self.teacher_metrics = _strip_eval_prefix(self.teacher_metrics)
+        self.student_metrics = _strip_eval_prefix(self.student_metrics)
+        for who, metrics in (("teacher", self.teacher_metrics), ("student", self.student_metrics)):
+            if self.main_metric not in metrics:
+                raise ValueError(
+                    f"the {who} metrics have no {self.main_metric!r} (the main metric of {self.task}); they have "
+                    f"{sorted(metrics)}. Pass the metrics of an evaluation with compute_metrics, or set main_metric="
+                )
+        if self.latency is not None and not {"teacher", "student"} <= set(self.latency.get("results", {})):
+            raise ValueError(
+                "latency must come from measure_latency({'teacher': ..., 'student': ...}); its results hold "
+                f"{sorted(self.latency.get('results', {}))}"
+            )
+
+    @classmethod
+    def from_models(
+        cls,
+        teacher: PreTrainedModel,
+        student: PreTrainedModel,
+        *,
+        task: str,
+        teacher_metrics: Mapping[str, float],
+        student_metrics: Mapping[str, float],
+        args: DistillationTrainingArguments,
+        latency: dict[str, Any] | None = None,
+        training_time_s: float | None = None,
+        teacher_name: str | None = None,
+        main_metric: str | None = None,
+    ) -> DistillationReport:
+        """Build a report from the two models and the training arguments, measuring sizes on the way.
+
+        The teacher layers come from `student.config.distillation`, which `make_student` records. Sizes are measured
+        by saving each model to a temporary directory.
+
+        Args:
+            teacher (`PreTrainedModel`): The teacher.
+            student (`PreTrainedModel`): The trained student.
+            task (`str`): The task name.
+            teacher_metrics (`Mapping[str, float]`): The teacher's evaluation metrics.
+            student_metrics (`Mapping[str, float]`): The student's evaluation metrics.
+            args (`DistillationTrainingArguments`): The arguments the student was trained with.
+            latency (`dict[str, Any]`, *optional*): `measure_latency({"teacher": ..., "student": ...}, ...)`.
+            training_time_s (`float`, *optional*): The training time, e.g. `train_result.metrics["train_runtime"]`.
+            teacher_name (`str`, *optional*):
+                The teacher's Hub id or path; defaults to the one `make_student` recorded, else the teacher's
+                `config.name_or_path`.
+            main_metric (`str`, *optional*): See the class docstring.
+
+        Returns:
+            `DistillationReport`: The report.
+        """
+        record = getattr(student.config, "distillation", None) or {}
+        # `lr_scheduler_type` and `optim` are enums; their values are the strings a user passes.
+        hyperparameters = {
+            name: value.value if isinstance(value := getattr(args, name), Enum) else value
+            for name in _HYPERPARAMETERS
+            if hasattr(args, name)
+        }
+        hyperparameters["total_train_batch_size"] = (
+            args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        )
+        return cls(
+            task=task,
+            teacher_metrics=dict(teacher_metrics),
+            student_metrics=dict(student_metrics),
+            teacher_parameters=count_parameters(teacher),
+            student_parameters=count_parameters(student),
+            teacher_size_bytes=size_on_disk(teacher),
+            student_size_bytes=size_on_disk(student),
+            temperature=args.temperature,
+            loss_weights={name: getattr(args, name) for name in LOSS_WEIGHT_NAMES},
+            teacher=teacher_name or record.get("teacher") or teacher.config.name_or_path or None,
+            teacher_layers=record.get("teacher_layers"),
+            teacher_num_layers=record.get("teacher_num_layers", teacher.config.num_hidden_layers),
+            main_metric=main_metric,
+            latency=latency,
+            training_time_s=training_time_s,
+            hyperparameters=hyperparameters,
+        )
+
+    @property
+    def quality_metrics(self) -> list[str]:
+        """The metric names to compare, main metric first: those of either model, minus run bookkeeping."""
+        names = [self.main_metric]
+        for metrics in (self.teacher_metrics, self.student_metrics):
+            names += [
+                name
+                for name, value in metrics.items()
+                if name not in names and name not in _BOOKKEEPING_METRICS and isinstance(value, (int, float))
+            ]
+        return names
+
+    @property
+    def retention(self) -> float | None:
+        """The student's main metric as a percentage of the teacher's (see `retention`)."""
+        return retention(self.student_metrics[self.main_metric], self.teacher_metrics[self.main_metric])
+
+    @property
+    def speedups(self) -> dict[int, float]:
+        """The student's speedup over the teacher by batch size; empty when latency was not measured."""
+        if self.latency is None:
+            return {}
+        return {size: entry["speedup"] for size, entry in self.latency["results"]["student"].items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of `results.json`: every field, plus `retention_percent` and `speedup`.
+
+        Keys are strings and non-finite numbers are `None` (JSON has no NaN), so the dict survives a JSON round trip
+        unchanged.
+        """
+        return _jsonable({**asdict(self), "retention_percent": self.retention, "speedup": self.speedups})
+
+    def save_json(self, path: str | os.PathLike) -> None:
+        """Write `to_dict()` to `path` as indented JSON, creating the parent directory if needed."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Table and model card
+# ---------------------------------------------------------------------------------------------------------------------
+
+# How each loss weight's term is written in the model card, with the paper it comes from.
+_LOSS_TERMS: dict[str, tuple[str, str, str | None]] = {
+    "alpha_kd": (
+        "L_kd",
+        "soft-target KL divergence at temperature T, scaled by T² (MSE for regression); Hinton et al., 2015",
+        "hinton2015",
+    ),
+    "alpha_task": ("L_task", "the student's own loss on the labels", None),
+    "alpha_cos": (
+        "L_cos",
+        "cosine loss between student and teacher last hidden states; Sanh et al., 2019",
+        "sanh2019",
+    ),
+    "alpha_mse": ("L_mse", "mean squared error between student and teacher logits; Tang et al., 2019", "tang2019"),
+}
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}%"
+
+
+def _layers(report: DistillationReport) -> str:
+    """E.g. "teacher layers 0, 2, 4 of 6"."""
+    of = f" of {report.teacher_num_layers}" if report.teacher_num_layers is not None else ""
+    if report.teacher_layers is None:
+        return f"teacher layers (not recorded){of}"
+    return "teacher layers " + ", ".join(str(layer) for layer in report.teacher_layers) + of
+
+
+def _metric_rows(report: DistillationReport) -> list[tuple[str, str, str, str]]:
+    """(metric, teacher, student, retention) for each quality metric, the main one first and marked."""
+    rows = []
+    for name in report.quality_metrics:
+        teacher, student = report.teacher_metrics.get(name), report.student_metrics.get(name)
+        label = f"{name} (main)" if name == report.main_metric else name
+        rows.append((label, _number(teacher), _number(student), _percent(retention(student, teacher))))
+    return rows
+
+
+def _size_speed_rows(report: DistillationReport) -> list[tuple[str, str, str]]:
+    """(quantity, teacher, student) for parameters, size on disk, latency and speedup at each batch size."""
+    rows = [
+        ("parameters", f"{report.teacher_parameters:,}", f"{report.student_parameters:,}"),
+        (
+            "size on disk (MB)",
+            _number(report.teacher_size_bytes / 1e6, 2),
+            _number(report.student_size_bytes / 1e6, 2),
+        ),
+    ]
+    if report.latency is not None:
+        teacher, student = report.latency["results"]["teacher"], report.latency["results"]["student"]
+        for size in report.latency["batch_sizes"]:
+            rows.append(
+                (
+                    f"latency, batch {size} (ms)",
+                    _number(teacher[size]["median_s"] * 1e3, 2),
+                    _number(student[size]["median_s"] * 1e3, 2),
+                )
+            )
+        for size in report.latency["batch_sizes"]:
+            # Relative to the teacher, so its own column is 1 by definition.
+            rows.append((f"speedup, batch {size}", "1.00x", f"{student[size]['speedup']:.2f}x"))
+    return rows
+
+
+def format_table(report: DistillationReport) -> str:
+    """Render a report as a plain-text table: teacher and student side by side, and the student's retention.
+
+    Args:
+        report (`DistillationReport`): The report.
+
+    Returns:
+        `str`: The table, one row per line, with a title line naming the task and the kept layers.
+    """
+    rows: list[tuple[str, str, str]] = [("", "teacher", "student")]
+    for label, teacher, student, _ in _metric_rows(report):
+        rows.append((label, teacher, student))
+    rows.append((f"retention ({report.main_metric})", "", _percent(report.retention)))
+    rows += _size_speed_rows(report)
+    if report.training_time_s is not None:
+        rows.append(("training time (s)", "", _number(report.training_time_s, 1)))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    teacher = f" (teacher: {report.teacher})" if report.teacher else ""
+    lines = [f"{report.task}: student from {_layers(report)}{teacher}"]
+    lines += [
+        f"{label:<{widths[0]}}  {teacher:>{widths[1]}}  {student:>{widths[2]}}".rstrip()
+        for label, teacher, student in rows
+    ]
+    return "\n".join(lines)
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _is_hub_id(name: str) -> bool:
+    """Whether `name` looks like a Hub repository id (`name` or `owner/name`) rather than a local path."""
+    return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None and not name.startswith(".")
+
+
+def _usage(model_id: str, pipeline_tag: str, glue_task: GlueTask | None) -> str:
+    if pipeline_tag != "text-classification":
+        return f'from transformers import pipeline\n\nmodel = pipeline("{pipeline_tag}", model="{model_id}")'
+    # STS-B has one regression output: the raw score is wanted, not a softmax over a single logit.
+    options = ', function_to_apply="none"' if glue_task is not None and glue_task.is_regression else ""
+    if glue_task is not None and glue_task.sentence2_key is not None:
+        call = 'classifier({"text": "A man is playing a guitar.", "text_pair": "A person plays an instrument."})'
+    else:
+        call = 'classifier("A charming and affecting journey.")'
+    return (
+        "from transformers import pipeline\n\n"
+        f'classifier = pipeline("text-classification", model="{model_id}"{options})\n'
+        f"print({call})"
+    )
+
+
+def model_card(
+    report: DistillationReport,
+    *,
+    model_name: str,
+    base_model: str,
+    dataset_name: str = HUB_DATASET,
+    dataset_config: str | None = None,
+    hub_model_id: str | None = None,
+    pipeline_tag: str = "text-classification",
+) -> str:
+    """Write a Hugging Face model card (`README.md`) for the student of a report.
+
+    The YAML front matter is produced by `huggingface_hub.ModelCardData`, so the Hub parses it: `base_model`,
+    `library_name: transformers`, `tags` (`distillation`, `hf-distill` and the pipeline tag), `datasets`, `metrics`,
+    `pipeline_tag` and a `model-index` with the student's results. The body says what the model is, which teacher
+    layers it kept, the loss weights and temperature, the metrics of teacher and student side by side with retention,
+    size and speed (measured in one run, see `measure_latency`), how to use it, the training settings and versions,
+    and the BibTeX of Hinton et al. (2015), Sanh et al. (2019), Tang et al. (2019) when its MSE term was used, and
+    GLUE when the dataset is GLUE.
+
+    Args:
+        report (`DistillationReport`): The report.
+        model_name (`str`): The card's title and the `model-index` name.
+        base_model (`str`): The teacher's Hub id.
+        dataset_name (`str`, *optional*, defaults to `"nyu-mll/glue"`): The Hub id of the dataset.
+        dataset_config (`str`, *optional*): The dataset configuration; defaults to `report.task`.
+        hub_model_id (`str`, *optional*): The student's Hub id for the usage snippet; defaults to `model_name`.
+        pipeline_tag (`str`, *optional*, defaults to `"text-classification"`): The Hub pipeline tag.
+
+    Returns:
+        `str`: The card, front matter first.
+    """
+    dataset_config = dataset_config or report.task
+    glue_task = _glue_task(dataset_config) if dataset_name in (HUB_DATASET, "glue") else None
+    pretty_dataset = f"GLUE {glue_task.local_dir}" if glue_task is not None else dataset_name
+    split = glue_task.validation_splits[0] if glue_task is not None else None
+    # `combined_score` is the mean of two metrics, not a metric of its own.
+    metric_names = [name for name in report.quality_metrics if name != "combined_score"]
+    eval_results = [
+        EvalResult(
+            task_type=pipeline_tag,
+            dataset_type=dataset_name,
+            dataset_name=pretty_dataset,
+            dataset_config=dataset_config,
+            dataset_split=split,
+            metric_type=name,
+            metric_value=report.student_metrics[name],
+        )
+        for name in metric_names
+        if _number(report.student_metrics.get(name)) != "n/a"
+    ]
+    card_data = ModelCardData(
+        base_model=base_model,
+        datasets=[dataset_name],
+        library_name="transformers",
+        metrics=metric_names,
+        model_name=model_name,
+        pipeline_tag=pipeline_tag,
+        tags=["distillation", "hf-distill", pipeline_tag],
+        eval_results=eval_results or None,
+    )
+
+    teacher_link = f"[{base_model}](https://huggingface.co/{base_model})" if _is_hub_id(base_model) else base_model
+    dataset_link = (
+        f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})"
+        if _is_hub_id(dataset_name)
+        else dataset_name
+    )
+    used = [name for name, weight in report.loss_weights.items() if weight]
+    objective = " + ".join(f"{report.loss_weights[name]:g} · {_LOSS_TERMS.get(name, (name,))[0]}" for name in used)
+    terms = "\n".join(
+        f"- `{_LOSS_TERMS[name][0]}` (`{name}`): {_LOSS_TERMS[name][1]}" for name in used if name in _LOSS_TERMS
+    )
+    share = report.student_parameters / report.teacher_parameters * 100 if report.teacher_parameters else None
+
+    if report.latency is None:
+        speed_note = "Latency was not measured."
+    else:
+        latency = report.latency
+        devices = set(latency.get("devices", {}).values()) - {"cpu"}
+        where = ", ".join(sorted(devices)) if devices else report.machine.get("processor") or "CPU"
+        speed_note = (
+            f"Latency is the median over {latency['repeats']} forward passes on sequences of {latency['seq_len']} "
+            f"tokens (warm-up passes per model: {latency['warmup']}), teacher and student interleaved in one run "
+            f"({where}, {latency['num_threads']} torch threads). "
+            "Speedup is the teacher's time divided by the student's in the same round (median over rounds): it is "
+            "the reliable figure. Absolute times depend on the machine and its load."
+        )
+    hyperparameters = dict(report.hyperparameters)
+    hyperparameters["temperature"] = report.temperature
+    hyperparameters.update(report.loss_weights)
+    if report.training_time_s is not None:
+        hyperparameters["training_time_s"] = round(report.training_time_s, 1)
+
+    # Knowledge distillation itself and DistilBERT's layer-copying initialisation, then the papers of the loss terms.
+    papers = dict.fromkeys(["hinton2015", "sanh2019", *(_LOSS_TERMS.get(name, ("", "", None))[2] for name in used)])
+    citations = [CITATIONS[paper] for paper in papers if paper is not None]
+    if glue_task is not None:
+        citations.append(GLUE_CITATION)
+
+    sections = [
+        f"# {model_name}",
+        f"This model is a student distilled from {teacher_link} with hf-distill (knowledge distillation as a drop-in "
+        f"Hugging Face `Trainer`), on the `{dataset_config}` configuration of {dataset_link}"
+        + (f" ({pretty_dataset})." if glue_task is not None else "."),
+        "## Model description",
+        f"The student was initialised from {_layers(report)} (0-based), copied with their weights; "
+        "the embeddings and the task head were copied as they are, as in DistilBERT (Sanh et al., 2019). It has "
+        f"{report.student_parameters:,} parameters"
+        + (f", {share:.1f}% of the teacher's {report.teacher_parameters:,}." if share is not None else "."),
+        f"It was trained on the loss `{objective}` at temperature T = {report.temperature:g}:\n\n{terms}",
+        "## Evaluation results",
+        f"On the {split or 'evaluation'} split, main metric `{report.main_metric}`. Retention is the student's score "
+        "as a percentage of the teacher's.",
+        _markdown_table(("Metric", "Teacher", "Student", "Retention"), _metric_rows(report)),
+        "## Size and speed",
+        _markdown_table(("", "Teacher", "Student"), _size_speed_rows(report)),
+        speed_note,
+        "## How to use",
+        f"```python\n{_usage(hub_model_id or model_name, pipeline_tag, glue_task)}\n```",
+        "## Training procedure",
+        f"Distilled from {teacher_link} with these settings:",
+        "\n".join(f"- {name}: {value}" for name, value in hyperparameters.items()),
+        "### Framework versions",
+        "\n".join(f"- {name}: {version}" for name, version in report.versions.items()),
+        "## Citation",
+        "```bibtex\n" + "\n\n".join(citations) + "\n```",
+    ]
+    return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"

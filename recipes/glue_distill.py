@@ -1,0 +1,187 @@
+"""Distil a teacher into a smaller student on a GLUE task.
+
+    accelerate launch recipes/glue_distill.py \
+        --task_name sst2 --teacher_model_name_or_path <fine-tuned teacher> \
+        --output_dir students/sst2 --num_train_epochs 3 --per_device_train_batch_size 32
+
+Several processes: `accelerate launch --num_processes 2 --cpu recipes/glue_distill.py ...`. Local GLUE files:
+`--glue_dir path/to/glue` (the original layout); other files: `--train_file/--validation_file` (csv, tsv, json).
+A teacher that is only pre-trained: `--teacher_finetune_epochs 3` fine-tunes it first (saved under
+`<output_dir>/_teacher`, reused by later runs). `--push_to_hub --hub_model_id user/name` uploads the student, its
+tokenizer and the model card.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import transformers
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    set_seed,
+)
+
+from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
+from hf_distill.glue import get_task, load_glue, make_compute_metrics
+from hf_distill.pipeline import (
+    evaluate_splits,
+    evaluate_teacher,
+    finetune_teacher,
+    tokenize_glue,
+    warn_if_near_chance,
+)
+from hf_distill.report import DistillationReport, format_table, measure_latency, model_card
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    teacher_model_name_or_path: str = field(metadata={"help": "Teacher: Hub id or local path."})
+    student_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A ready student. By default the student is built with make_student(teacher)."}
+    )
+    student_layers: list[int] | None = field(
+        default=None, metadata={"help": "Teacher layers to copy into the student, e.g. 0 2 4. Default: every other."}
+    )
+    student_num_layers: int | None = field(default=None, metadata={"help": "Student depth, layers spread evenly."})
+    teacher_finetune_epochs: float = field(
+        default=0.0, metadata={"help": "Fine-tune a pre-trained teacher on the task for this many epochs first."}
+    )
+    teacher_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the teacher fine-tuning; by default --learning_rate."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Cache directory for Hub downloads."})
+    latency_repeats: int = field(
+        default=5, metadata={"help": "Interleaved rounds of the teacher/student CPU latency measurement; 0 skips it."}
+    )
+
+
+@dataclass
+class DataArguments:
+    task_name: str = field(metadata={"help": "GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte or wnli."})
+    glue_dir: str | None = field(default=None, metadata={"help": "Local GLUE directory (original TSV layout)."})
+    train_file: str | None = field(default=None, metadata={"help": "Training file: csv, tsv or json."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation file: csv, tsv or json."})
+    max_seq_length: int = field(default=128, metadata={"help": "Truncation length in tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N rows of each dev split."})
+
+
+def main() -> None:
+    parser = HfArgumentParser((ModelArguments, DataArguments, DistillationTrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(sys.argv[1])
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    set_seed(training_args.seed)
+
+    task = get_task(data_args.task_name)
+    raw = load_glue(
+        task,
+        glue_dir=data_args.glue_dir,
+        train_file=data_args.train_file,
+        validation_file=data_args.validation_file,
+        cache_dir=model_args.cache_dir,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_args.teacher_model_name_or_path, cache_dir=model_args.cache_dir)
+    with training_args.main_process_first(desc="tokenizing"):
+        data = tokenize_glue(
+            raw,
+            task,
+            tokenizer,
+            max_seq_length=data_args.max_seq_length,
+            max_train_samples=data_args.max_train_samples,
+            max_eval_samples=data_args.max_eval_samples,
+        )
+    eval_sets = {split: data[split] for split in task.validation_splits}
+    collator = DataCollatorWithPadding(tokenizer)
+    compute_metrics = make_compute_metrics(task)
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        model_args.teacher_model_name_or_path, cache_dir=model_args.cache_dir, **task.model_config_kwargs
+    )
+    if model_args.teacher_finetune_epochs > 0:
+        teacher = finetune_teacher(
+            teacher,
+            args=training_args,
+            epochs=model_args.teacher_finetune_epochs,
+            learning_rate=model_args.teacher_learning_rate,
+            output_dir=Path(training_args.output_dir) / "_teacher",
+            train_dataset=data["train"],
+            data_collator=collator,
+            processing_class=tokenizer,
+        )
+    teacher_metrics = evaluate_teacher(
+        teacher, args=training_args, eval_sets=eval_sets, data_collator=collator, compute_metrics=compute_metrics
+    )
+    warn_if_near_chance(task, teacher_metrics, list(next(iter(eval_sets.values()))["label"]))
+
+    if model_args.student_model_name_or_path:
+        student = AutoModelForSequenceClassification.from_pretrained(
+            model_args.student_model_name_or_path, cache_dir=model_args.cache_dir, **task.model_config_kwargs
+        )
+    else:
+        student = make_student(teacher, layers=model_args.student_layers, num_layers=model_args.student_num_layers)
+
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=training_args,
+        train_dataset=data["train"],
+        eval_dataset=eval_sets,
+        data_collator=collator,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    student_metrics = evaluate_splits(trainer, eval_sets)
+    trainer.log_metrics("eval", student_metrics)
+    trainer.save_metrics("eval", student_metrics)
+
+    if trainer.is_world_process_zero():
+        latency = None
+        if model_args.latency_repeats > 0:
+            latency = measure_latency(
+                {"teacher": teacher, "student": trainer.model},
+                vocab_size=teacher.config.vocab_size,
+                seq_len=data_args.max_seq_length,
+                repeats=model_args.latency_repeats,
+            )
+        report = DistillationReport.from_models(
+            teacher,
+            trainer.model,
+            task=task.name,
+            teacher_metrics=teacher_metrics,
+            student_metrics=student_metrics,
+            args=training_args,
+            latency=latency,
+            training_time_s=train_result.metrics.get("train_runtime"),
+            teacher_name=model_args.teacher_model_name_or_path,
+        )
+        report.save_json(Path(training_args.output_dir) / "results.json")
+        print(format_table(report))
+        card = model_card(
+            report,
+            model_name=Path(training_args.output_dir).name,
+            base_model=model_args.teacher_model_name_or_path,
+            hub_model_id=training_args.hub_model_id,
+        )
+        (Path(training_args.output_dir) / "README.md").write_text(card, encoding="utf-8")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message=f"hf-distill student for GLUE {task.name}")
+
+
+if __name__ == "__main__":
+    main()
