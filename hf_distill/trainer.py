@@ -243,13 +243,18 @@ class DistillationTrainer(Trainer):
         want_hidden = "cos" in self.loss_weights
         if want_hidden:
             student_inputs["output_hidden_states"] = True
+        # The teacher runs first: its activations are freed before the student's forward builds the autograd graph,
+        # so the two never occupy memory together (lower peak, and measurably faster on CPU, where fresh large
+        # allocations cost page faults).
+        teacher = None
+        if self.loss_weights.keys() & {"kd", "cos", "mse"}:
+            teacher = self._teacher_outputs(inputs, want_hidden)
         outputs = model(**student_inputs)
 
         parts: dict[str, torch.Tensor] = {}
         if "task" in self.loss_weights:
             parts["task"] = self._task_term(outputs, smoothed_labels, local, counts)
-        if self.loss_weights.keys() & {"kd", "cos", "mse"}:
-            teacher = self._teacher_outputs(inputs, want_hidden)
+        if teacher is not None:
             parts.update(self._teacher_terms(outputs, teacher, inputs, counts))
 
         loss = sum(self.loss_weights[name] * value for name, value in parts.items())

