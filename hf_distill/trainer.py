@@ -234,12 +234,13 @@ class DistillationTrainer(Trainer):
             counts = ItemCounts(*local.unbind(), scale=1.0 / steps)
 
         student_inputs = dict(inputs)
-        smoothed_labels = None
+        held_labels = None
         if "task" not in self.loss_weights:
             for name in self.label_names:
                 student_inputs.pop(name, None)
-        elif self.label_smoother is not None and "labels" in student_inputs:
-            smoothed_labels = student_inputs.pop("labels")
+        elif (self.label_smoother is not None or self.compute_loss_func is not None) and "labels" in student_inputs:
+            # As in `Trainer`: the task loss is computed from the logits, not by the model.
+            held_labels = student_inputs.pop("labels")
         want_hidden = "cos" in self.loss_weights
         if want_hidden:
             student_inputs["output_hidden_states"] = True
@@ -253,7 +254,7 @@ class DistillationTrainer(Trainer):
 
         parts: dict[str, torch.Tensor] = {}
         if "task" in self.loss_weights:
-            parts["task"] = self._task_term(outputs, smoothed_labels, local, counts)
+            parts["task"] = self._task_term(outputs, held_labels, local, counts)
         if teacher is not None:
             parts.update(self._teacher_terms(outputs, teacher, inputs, counts))
 
@@ -262,11 +263,18 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _task_term(
-        self, outputs: Any, smoothed_labels: torch.Tensor | None, local: torch.Tensor, counts: ItemCounts
+        self, outputs: Any, held_labels: torch.Tensor | None, local: torch.Tensor, counts: ItemCounts
     ) -> torch.Tensor:
-        """The student's own loss, rescaled from its micro-batch mean to a share of the accumulated batch."""
-        if smoothed_labels is not None:
-            mean = self.label_smoother(outputs, smoothed_labels)
+        """The student's own loss, rescaled from its micro-batch mean to a share of the accumulated batch.
+
+        The loss is the model's own, or the user's `compute_loss_func`, or label smoothing, as in `Trainer`. A
+        `compute_loss_func` is called without `num_items_in_batch`, so it returns the micro-batch mean; the rescaling
+        below makes accumulation exact.
+        """
+        if held_labels is not None and self.compute_loss_func is not None:
+            mean = self.compute_loss_func(outputs, held_labels, num_items_in_batch=None)
+        elif held_labels is not None:
+            mean = self.label_smoother(outputs, held_labels)
         else:
             mean = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
         if mean is None:

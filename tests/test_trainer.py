@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import BertForSequenceClassification, Trainer, TrainingArguments
+from transformers import BertForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments
 from hf_distill.losses import cosine_loss, kd_loss, mse_loss
@@ -427,3 +427,88 @@ def test_task_loss_without_labels_raises_before_training(tiny_classifier, tmp_pa
         make_trainer(student_like(tiny_classifier), tiny_classifier, tmp_path, alpha_task=0.0, dataset=unlabelled)
     )
     assert logs and all("loss_task" not in entry and "loss_kd" in entry for entry in logs)
+
+
+def test_compute_loss_func_is_used_for_the_task_term(tiny_classifier, tmp_path):
+    """A user's `compute_loss_func` (e.g. class-weighted cross-entropy) silently replaced by the model's own loss
+    would train on another objective than the script asks for."""
+    weights = torch.tensor([1.0, 3.0, 0.5])
+
+    def weighted_ce(outputs, labels, num_items_in_batch=None):
+        return torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weights)
+
+    student = student_like(tiny_classifier)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=tiny_classifier,
+        args=make_args(tmp_path),
+        train_dataset=random_token_dataset(16),
+        data_collator=pad_collate,
+        compute_loss_func=weighted_ce,
+    )
+    batch = pad_collate([random_token_dataset(6, seed=12)[i] for i in range(6)])
+    _, parts = one_batch_loss(trainer, batch)
+    with torch.no_grad():
+        logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = torch.nn.functional.cross_entropy(logits, batch["labels"], weight=weights).item()
+    assert parts["task"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_bf16_autocast_keeps_kd_nonnegative_and_close_to_fp32(tiny_classifier, tmp_path):
+    """Under bf16 autocast a KL computed in bf16 can go negative; the logits must be upcast before the softmax."""
+    batch = pad_collate([random_token_dataset(8, seed=13)[i] for i in range(8)])
+    student = student_like(tiny_classifier)
+    values = {}
+    for bf16 in (False, True):
+        trainer = make_trainer(copy.deepcopy(student), tiny_classifier, tmp_path, bf16=bf16, alpha_cos=0.0)
+        trainer.model.train()
+        trainer._loss_parts = {}
+        with trainer.compute_loss_context_manager():
+            trainer.compute_loss(trainer.model, dict(batch))
+        values[bf16] = trainer._loss_parts["kd"].item()
+    assert values[True] >= 0
+    assert values[True] == pytest.approx(values[False], rel=0.05, abs=1e-3)
+
+
+class StopAt(TrainerCallback):
+    """Ends training after `step` optimizer steps, as an interruption would, right after a checkpoint."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+        return control
+
+
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny_classifier, tmp_path):
+    """A resume that restarts the data order, the scheduler or the per-term log windows differs silently from the run
+    it continues; final weights and every logged loss must match an uninterrupted run."""
+    dataset = random_token_dataset(48, seed=14)
+    overrides = dict(max_steps=6, save_strategy="steps", save_steps=2, logging_steps=1)
+
+    full = make_trainer(
+        student_like(tiny_classifier), tiny_classifier, tmp_path / "full", dataset=dataset, **overrides
+    )
+    full_logs = train_logs(full)
+
+    interrupted = make_trainer(
+        student_like(tiny_classifier), tiny_classifier, tmp_path / "cut", dataset=dataset, **overrides
+    )
+    interrupted.add_callback(StopAt(4))
+    interrupted.train()
+    assert interrupted.state.global_step == 4
+
+    resumed = make_trainer(
+        student_like(tiny_classifier, seed=999), tiny_classifier, tmp_path / "cut", dataset=dataset, **overrides
+    )
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "out" / "checkpoint-4"))
+    resumed_logs = [entry for entry in resumed.state.log_history if "loss" in entry]
+
+    assert [entry["step"] for entry in resumed_logs] == [entry["step"] for entry in full_logs]
+    for a, b in zip(full_logs, resumed_logs):
+        for key in ("loss", "loss_kd", "loss_task", "loss_cos"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6), (a["step"], key)
+    for name, value in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, atol=1e-6, rtol=0, msg=name)
