@@ -5,6 +5,7 @@ Each check raises `ValueError` naming the offending value and how to fix it. Non
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -23,7 +24,8 @@ def _text_config_value(model: PreTrainedModel, name: str) -> Any:
     return getattr(text_config, name, None)
 
 
-def _has_custom_names(id2label: dict[int, str] | None) -> bool:
+def has_custom_label_names(id2label: dict[int, str] | None) -> bool:
+    """Whether a label mapping names its classes (`{0: "negative", ...}`) rather than using `LABEL_i` defaults."""
     return bool(id2label) and not all(_DEFAULT_LABEL.match(str(name)) for name in id2label.values())
 
 
@@ -76,7 +78,7 @@ def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *,
                 "(and the teacher's id2label)"
             )
         teacher_labels, student_labels = teacher.config.id2label, student.config.id2label
-        if _has_custom_names(teacher_labels) and _has_custom_names(student_labels):
+        if has_custom_label_names(teacher_labels) and has_custom_label_names(student_labels):
             if {int(k): v for k, v in teacher_labels.items()} != {int(k): v for k, v in student_labels.items()}:
                 raise ValueError(
                     f"teacher id2label {teacher_labels} differs from student id2label {student_labels}; the soft "
@@ -114,4 +116,74 @@ def check_dataset_has_labels(dataset: Any, label_names: Iterable[str], data_coll
         raise ValueError(
             f"alpha_task > 0 but the training dataset has no label column (columns: {columns}); add a "
             f"'label' column, or set alpha_task=0 to distil from the teacher alone"
+        )
+
+
+def check_dataset_not_empty(dataset: Any) -> None:
+    """Raise `ValueError` for a training set without rows, which `Trainer` would only report deep in its loop."""
+    try:
+        size = len(dataset)
+    except TypeError:  # an iterable dataset has no length to check
+        return
+    if size == 0:
+        raise ValueError(
+            "the training dataset is empty (0 rows); check the data files, filters and --max_train_samples"
+        )
+
+
+def check_output_dir(output_dir: str | os.PathLike | None) -> None:
+    """Raise `ValueError` when checkpoints could not be written to `output_dir`: it is a file, or an existing
+    directory (or the nearest existing parent) without write permission. Nothing is created here."""
+    if output_dir is None:
+        return
+    path = os.path.abspath(os.fspath(output_dir))
+    if os.path.isfile(path):
+        raise ValueError(f"output_dir {path!r} is a file, not a directory; pass a directory path for the checkpoints")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"output_dir {path!r} cannot be written ({existing!r} is not writable); choose a writable directory"
+        )
+
+
+def check_same_tokenization(teacher_tokenizer: Any, student_tokenizer: Any, texts: list[str]) -> None:
+    """Raise `ValueError` when teacher and student tokenizers turn the same text into different ids.
+
+    Both models then read one `input_ids` tensor; if the tokenizers differ, the teacher sees other tokens than the
+    student was fed, and its soft targets describe another input.
+
+    Args:
+        teacher_tokenizer: The teacher's tokenizer.
+        student_tokenizer: The student's tokenizer.
+        texts (`list[str]`): Sample texts, e.g. the first rows of the training set.
+    """
+    for text in texts:
+        teacher_ids = teacher_tokenizer(text)["input_ids"]
+        student_ids = student_tokenizer(text)["input_ids"]
+        if teacher_ids != student_ids:
+            raise ValueError(
+                f"teacher and student tokenize {text[:60]!r} differently ({teacher_ids[:8]}... vs "
+                f"{student_ids[:8]}...); distillation feeds both the same input ids, so use a student that shares "
+                "the teacher's tokenizer (hf_distill.make_student keeps it)"
+            )
+
+
+def check_label_order(id2label: dict[int, str] | None, label_names: list[str] | tuple[str, ...]) -> None:
+    """Raise `ValueError` when a model's named classes are ordered differently from the dataset's labels.
+
+    A teacher fine-tuned with `{0: "positive", 1: "negative"}` on a dataset whose label 0 means "negative" predicts
+    the opposite class for every example; its soft targets then teach the student the wrong answers. Generic names
+    (`LABEL_0`, ...) carry no order and pass.
+    """
+    if not has_custom_label_names(id2label) or not label_names:
+        return
+    model_names = [str(id2label[i]).lower() for i in sorted(int(k) for k in id2label)]
+    data_names = [str(name).lower() for name in label_names]
+    if sorted(model_names) == sorted(data_names) and model_names != data_names:
+        raise ValueError(
+            f"the model's labels {model_names} are in another order than the dataset's {data_names}; class id i "
+            "would mean different things. Re-map the dataset labels with the model's label2id, or fine-tune the "
+            "teacher with the dataset's label order"
         )

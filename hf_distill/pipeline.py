@@ -14,6 +14,7 @@ from typing import Any
 
 from datasets import Dataset, DatasetDict
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -22,6 +23,7 @@ from transformers import (
 )
 from transformers.utils import logging
 
+from .checks import check_label_order, has_custom_label_names
 from .glue import GlueTask, main_metric
 
 logger = logging.get_logger(__name__)
@@ -77,6 +79,20 @@ def tokenize_glue(
             dataset = dataset.select(range(min(limit_rows, len(dataset))))
         if len(dataset) == 0:
             raise ValueError(f"the {split} split of {task.name} is empty; check the data files or sample limits")
+        for key in task.text_keys:
+            if key not in dataset.column_names:
+                raise ValueError(
+                    f"the {split} split has no text column {key!r} (columns: {dataset.column_names}); rename the "
+                    f"column or pass a file with the {task.name} columns {list(task.text_keys)}"
+                )
+            empty = sum(1 for text in dataset[key] if text is None or not str(text).strip())
+            if empty == len(dataset):
+                raise ValueError(
+                    f"the text column {key!r} of the {split} split is empty in all {empty} rows; check the file's "
+                    "columns and delimiter"
+                )
+            if empty:
+                logger.warning("%d of %d rows of %s[%r] have empty text", empty, len(dataset), split, key)
         drop = [c for c in dataset.column_names if c not in ("label",)]
         processed[split] = dataset.map(encode, batched=True, remove_columns=drop, desc=f"Tokenizing {split}")
     return DatasetDict(processed)
@@ -95,18 +111,32 @@ def chance_level(task: GlueTask, labels: list[int] | list[float]) -> float:
 
 
 def warn_if_near_chance(
-    task: GlueTask, metrics: dict[str, float], labels: list[int] | list[float], *, margin: float = 0.05
+    task: GlueTask,
+    metrics: dict[str, float],
+    labels: list[int] | list[float],
+    *,
+    margin: float = 0.05,
+    error: bool = False,
 ) -> bool:
-    """Log a loud warning when the teacher's main dev metric is within `margin` of chance.
+    """Log a loud warning (or raise, with `error=True`) when the teacher's main dev metric is within `margin` of
+    chance.
 
     A teacher that was never fine-tuned on the task produces near-uniform soft targets; distilling it trains a useless
     student with perfectly normal-looking losses. Returns whether the warning was given.
+
+    Raises:
+        ValueError: With `error=True`, when the teacher is near chance.
     """
     key = next((k for k in metrics if k.endswith(main_metric(task))), None)
     if key is None:
         return False
     chance = chance_level(task, labels)
     if metrics[key] <= chance + margin:
+        if error:
+            raise ValueError(
+                f"the teacher is near chance on {task.name}: {key} = {metrics[key]:.4f}, chance level {chance:.4f}; "
+                f"fine-tune it first (--teacher_finetune_epochs 3) or pass a teacher fine-tuned on {task.name}"
+            )
         logger.warning(
             "\n%s\nTHE TEACHER IS NEAR CHANCE on %s: %s = %.4f, chance level %.4f.\nDistilling it will give a useless "
             "student. Fine-tune it first (--teacher_finetune_epochs 3) or pass a teacher fine-tuned on %s.\n%s",
@@ -210,3 +240,33 @@ def evaluate_teacher(
     """
     eval_args = dataclasses.replace(args, push_to_hub=False)
     return evaluate_splits(Trainer(model=teacher, args=eval_args, **kwargs), eval_sets)
+
+
+def load_task_model(name_or_path: str, task: GlueTask, **kwargs: Any) -> PreTrainedModel:
+    """Load a sequence classifier for a GLUE task, keeping the label mapping of an already fine-tuned checkpoint.
+
+    A checkpoint with named classes (a fine-tuned teacher) keeps its own `id2label`, which is checked against the
+    task's label order and count; passing the task's mapping instead would silently relabel its outputs. A
+    pre-trained checkpoint (generic or no names) gets the task's head: label count, names and problem type.
+
+    Raises:
+        ValueError: If a fine-tuned checkpoint has another label count or label order than the task.
+    """
+    config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+    if getattr(config, "architectures", None) and any("ForSequenceClassification" in a for a in config.architectures):
+        if has_custom_label_names(config.id2label):
+            if config.num_labels != task.num_labels:
+                raise ValueError(
+                    f"{name_or_path} classifies {config.num_labels} labels but {task.name} has {task.num_labels}; "
+                    f"pass a model fine-tuned on {task.name}, or a pre-trained one with --teacher_finetune_epochs"
+                )
+            check_label_order(config.id2label, task.label_names)
+            return AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+    return AutoModelForSequenceClassification.from_pretrained(name_or_path, **task.model_config_kwargs, **kwargs)
+
+
+def check_push_arguments(args: TrainingArguments) -> None:
+    """Raise `ValueError` for `--push_to_hub` without `--hub_model_id`, before hours of training are spent: the
+    repository name would otherwise be guessed from the output directory."""
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id <user or org>/<model name>, e.g. me/minilm-l3-sst2")

@@ -22,10 +22,18 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import find_labels, logging
 
 from .arguments import DistillationTrainingArguments, distillation_settings
-from .checks import check_dataset_has_labels, check_teacher_student
+from .checkpoints import (
+    begin_checkpoint,
+    latest_complete_checkpoint,
+    mark_checkpoint_complete,
+    rotate_checkpoints,
+    verify_checkpoint,
+)
+from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir, check_teacher_student
 from .losses import CITATIONS, binary_kd_loss, cosine_loss, kd_loss, mse_loss
 from .modeling import load_model
 
@@ -173,8 +181,11 @@ class DistillationTrainer(Trainer):
         label_names = args.label_names if args.label_names is not None else find_labels(type(model))
         train_dataset = kwargs.get("train_dataset", trainer_args[1] if len(trainer_args) > 1 else None)
         data_collator = kwargs.get("data_collator", trainer_args[0] if trainer_args else None)
-        if "task" in self.loss_weights and train_dataset is not None:
-            check_dataset_has_labels(train_dataset, label_names, data_collator)
+        if train_dataset is not None:
+            check_dataset_not_empty(train_dataset)
+            if "task" in self.loss_weights:
+                check_dataset_has_labels(train_dataset, label_names, data_collator)
+        check_output_dir(args.output_dir)
 
         super().__init__(model, args, *trainer_args, **kwargs)
 
@@ -301,6 +312,15 @@ class DistillationTrainer(Trainer):
             wanted = {key: out[key] for key in ("logits", "start_logits", "end_logits") if out.get(key) is not None}
             if want_hidden:
                 wanted["hidden"] = out["hidden_states"][-1]
+            # One flag for all tensors: a single device sync per step. A NaN target would train the student on
+            # garbage at a plausible-looking loss (e.g. an fp16 teacher overflowing, or a corrupted teacher file).
+            finite = torch.stack([torch.isfinite(value).all() for value in wanted.values()]).all()
+        if not finite.item():
+            bad = [key for key, value in wanted.items() if not torch.isfinite(value).all()]
+            raise ValueError(
+                f"the teacher produced NaN or inf values in {bad} at step {self.state.global_step}; check the teacher "
+                "weights and its dtype (fp16 teachers overflow: load it in bf16 or fp32)"
+            )
         # Inference tensors cannot be saved for backward; cloning outside inference mode gives normal tensors. Only
         # the logits and the last hidden state are copied, never the whole output.
         return {key: value.clone() for key, value in wanted.items()}
@@ -411,8 +431,75 @@ class DistillationTrainer(Trainer):
     def train(self, *args: Any, **kwargs: Any) -> Any:
         """`Trainer.train`, with the distillation settings checked again (arguments can change after `__init__`)."""
         self.temperature, self.loss_weights = distillation_settings(self.args)
-        if "task" in self.loss_weights and self.train_dataset is not None:
-            check_dataset_has_labels(self.train_dataset, self.label_names, self.data_collator)
+        if self.train_dataset is not None:
+            check_dataset_not_empty(self.train_dataset)
+            if "task" in self.loss_weights:
+                check_dataset_has_labels(self.train_dataset, self.label_names, self.data_collator)
         self._loss_parts = {}
         self._loss_parts_start_step = None
+        args, kwargs = self._with_verified_checkpoint(args, kwargs)  # see "checkpoints" below
         return super().train(*args, **kwargs)
+
+    # ---- checkpoints: completeness marker, verified resume, rotation after the marker (`hf_distill.checkpoints`) ---
+
+    def _with_verified_checkpoint(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """`train`'s arguments with `resume_from_checkpoint` replaced by a verified checkpoint directory.
+
+        `resume_from_checkpoint=True` resumes from the newest checkpoint in `output_dir` that
+        `hf_distill.checkpoints.verify_checkpoint` accepts, skipping (with a warning naming each) newer ones that are
+        incomplete or corrupt, where `Trainer` would take the highest-numbered directory whatever it holds. An
+        explicit path to an incomplete or corrupt checkpoint raises `ValueError`. Either way this runs before
+        `Trainer.train` loads, trains or deletes anything.
+        """
+        in_kwargs = "resume_from_checkpoint" in kwargs
+        resume = kwargs.get("resume_from_checkpoint") if in_kwargs else (args[0] if args else None)
+        if resume is None or resume is False:
+            return args, kwargs
+        if resume is True:
+            output_dir = self.args.output_dir
+            path = latest_complete_checkpoint(output_dir, allow_unmarked=True)
+            if path is None:
+                raise ValueError(
+                    f"resume_from_checkpoint=True but {output_dir} holds no complete checkpoint to resume from (any "
+                    "incomplete ones are named in the warnings above and were left in place); pass "
+                    "resume_from_checkpoint=None to start a new run"
+                )
+            logger.info(f"Resuming from {path}, the newest complete checkpoint in {output_dir}")
+        else:
+            path = os.fspath(resume)
+        verify_checkpoint(path)
+        if in_kwargs:
+            return args, {**kwargs, "resume_from_checkpoint": path}
+        return (path, *args[1:]), kwargs
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        """`Trainer._save_checkpoint`, bracketed by the completeness markers, with rotation moved after the marker.
+
+        `Trainer` deletes old checkpoints (`save_total_limit`) at the end of `_save_checkpoint`, before a marker could
+        be written: a crash in between would leave only a checkpoint that cannot be proven complete. Rotation is
+        therefore switched off for the duration of the call (`args` is restored before anything else reads it) and
+        done here once the marker is on disk. A save that raises (a full disk) propagates, leaves its directory marked
+        in progress, and deletes nothing.
+        """
+        run_dir = self._get_output_dir(trial=trial)
+        output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self.args.should_save:
+            begin_checkpoint(output_dir)
+        save_total_limit = self.args.save_total_limit
+        self.args.save_total_limit = None
+        try:
+            super()._save_checkpoint(model, trial)
+        except BaseException:
+            logger.error(f"Saving {output_dir} failed; it stays marked incomplete and will not be resumed from")
+            raise
+        finally:
+            self.args.save_total_limit = save_total_limit
+        # Other processes may still be writing their `rng_state_<rank>.pth` into the directory.
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            mark_checkpoint_complete(
+                output_dir, step=self.state.global_step, training_state=not self.args.save_only_model
+            )
+            rotate_checkpoints(run_dir, save_total_limit, keep=(output_dir, self.state.best_model_checkpoint))

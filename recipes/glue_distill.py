@@ -20,7 +20,6 @@ from pathlib import Path
 
 import transformers
 from transformers import (
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
     HfArgumentParser,
@@ -28,11 +27,14 @@ from transformers import (
 )
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
+from hf_distill.checks import check_same_tokenization
 from hf_distill.glue import get_task, load_glue, make_compute_metrics
 from hf_distill.pipeline import (
+    check_push_arguments,
     evaluate_splits,
     evaluate_teacher,
     finetune_teacher,
+    load_task_model,
     tokenize_glue,
     warn_if_near_chance,
 )
@@ -56,6 +58,9 @@ class ModelArguments:
     )
     teacher_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of the teacher fine-tuning; by default --learning_rate."}
+    )
+    fail_on_chance_teacher: bool = field(
+        default=False, metadata={"help": "Stop with an error, instead of a warning, when the teacher is near chance."}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Cache directory for Hub downloads."})
     latency_repeats: int = field(
@@ -83,6 +88,7 @@ def main() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
+    check_push_arguments(training_args)
 
     task = get_task(data_args.task_name)
     raw = load_glue(
@@ -106,9 +112,7 @@ def main() -> None:
     collator = DataCollatorWithPadding(tokenizer)
     compute_metrics = make_compute_metrics(task)
 
-    teacher = AutoModelForSequenceClassification.from_pretrained(
-        model_args.teacher_model_name_or_path, cache_dir=model_args.cache_dir, **task.model_config_kwargs
-    )
+    teacher = load_task_model(model_args.teacher_model_name_or_path, task, cache_dir=model_args.cache_dir)
     if model_args.teacher_finetune_epochs > 0:
         teacher = finetune_teacher(
             teacher,
@@ -123,12 +127,13 @@ def main() -> None:
     teacher_metrics = evaluate_teacher(
         teacher, args=training_args, eval_sets=eval_sets, data_collator=collator, compute_metrics=compute_metrics
     )
-    warn_if_near_chance(task, teacher_metrics, list(next(iter(eval_sets.values()))["label"]))
+    labels = list(next(iter(eval_sets.values()))["label"])
+    warn_if_near_chance(task, teacher_metrics, labels, error=model_args.fail_on_chance_teacher)
 
     if model_args.student_model_name_or_path:
-        student = AutoModelForSequenceClassification.from_pretrained(
-            model_args.student_model_name_or_path, cache_dir=model_args.cache_dir, **task.model_config_kwargs
-        )
+        student_tokenizer = AutoTokenizer.from_pretrained(model_args.student_model_name_or_path)
+        check_same_tokenization(tokenizer, student_tokenizer, raw["train"][task.sentence1_key][:32])
+        student = load_task_model(model_args.student_model_name_or_path, task, cache_dir=model_args.cache_dir)
     else:
         student = make_student(teacher, layers=model_args.student_layers, num_layers=model_args.student_num_layers)
 

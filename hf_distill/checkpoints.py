@@ -1,0 +1,440 @@
+"""Checkpoint completeness: a marker written last, checks before resuming, and rotation that spares good checkpoints.
+
+`transformers.Trainer` (5.x) writes a checkpoint in place, one file after another, straight into
+`<output_dir>/checkpoint-<step>`: weights (`save_pretrained`), `training_args.bin`, `optimizer.pt`, `scheduler.pt`,
+`rng_state.pth`, and `trainer_state.json` last. There is no temporary directory, no rename and no `fsync`, so a crash
+leaves a directory that looks like any other. On resume, `get_last_checkpoint` picks the highest-numbered directory
+whatever it holds; a missing `optimizer.pt`/`scheduler.pt` silently restarts the optimizer and the learning-rate
+schedule, and a missing `rng_state.pth` only logs at info level.
+
+This module adds what it takes to tell a finished checkpoint from a half-written one:
+
+- [`begin_checkpoint`] writes `hf_distill_in_progress` into the directory *before* anything else and removes an
+  older completeness marker, so a directory being (re)written never looks complete;
+- [`mark_checkpoint_complete`] flushes every file to disk, then writes `hf_distill_complete.json` (the step, and every
+  file with its size) atomically, as the last act of a save;
+- [`verify_checkpoint`], [`is_complete_checkpoint`] and [`latest_complete_checkpoint`] read it back before resuming;
+- [`rotate_checkpoints`] deletes old checkpoints only after the new one is marked complete, and never the one just
+  written.
+
+Checkpoints written without these markers (by plain `Trainer`, or by an older hf_distill) cannot be proven complete.
+They are accepted for resuming when the files a resume needs are present and structurally intact (`trainer_state.json`
+parses, safetensors files match their header, the zip archives `torch.save` writes have their central directory,
+optimizer and scheduler states exist), with a warning. A directory holding `hf_distill_in_progress` but no
+`hf_distill_complete.json` is always rejected.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import zipfile
+from collections.abc import Iterable
+from typing import Any
+
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+MARKER_NAME = "hf_distill_complete.json"
+IN_PROGRESS_NAME = "hf_distill_in_progress"
+MARKER_FORMAT = 1
+TRAINER_STATE_NAME = "trainer_state.json"
+
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+_TMP_SUFFIX = ".tmp"
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+)
+_OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin")
+_SCHEDULER_NAME = "scheduler.pt"
+# Sub-directories in which DeepSpeed (`global_step*`) and FSDP (`pytorch_model_fsdp*`, `optimizer*`) keep state.
+_STATE_DIR_PREFIXES = ("global_step", "pytorch_model_fsdp", "optimizer")
+_ZIP_MAGIC = b"PK\x03\x04"
+# fsync errors that only mean "this file system cannot sync this kind of file"; any other error is real.
+_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.EBADF, errno.ENOTSUP, errno.EISDIR, errno.EACCES, errno.EPERM}
+
+_RESUME_HINT = (
+    "Nothing was loaded or deleted. Resume from an earlier complete checkpoint (resume_from_checkpoint=True picks the "
+    "newest one), or start a new run."
+)
+
+
+# ---- writing ---------------------------------------------------------------------------------------------------
+
+
+def begin_checkpoint(path: str | os.PathLike) -> None:
+    """Mark `path` as being written, before the first file of a checkpoint is saved.
+
+    Writes `hf_distill_in_progress`, then removes any `hf_distill_complete.json` left by an earlier save into the same
+    directory (a resumed run re-saves the steps after its checkpoint): a re-save killed half-way would otherwise leave
+    an old marker whose sizes may still match the mixed old and new files. In that order, a crash between the two
+    steps leaves the old, untouched checkpoint marked complete, which it still is.
+
+    Args:
+        path (`str` or `os.PathLike`): The checkpoint directory; created if missing.
+    """
+    path = os.fspath(path)
+    os.makedirs(path, exist_ok=True)
+    _write_durably(os.path.join(path, IN_PROGRESS_NAME), "a checkpoint is being written into this directory\n")
+    marker = os.path.join(path, MARKER_NAME)
+    if os.path.lexists(marker):
+        os.remove(marker)
+    _fsync_dir(path)
+
+
+def mark_checkpoint_complete(path: str | os.PathLike, *, step: int, training_state: bool) -> dict[str, Any]:
+    """Record that the checkpoint in `path` is fully written; call it as the last act of a save.
+
+    Every file is flushed to disk first, then `hf_distill_complete.json` is written to a temporary file, flushed and
+    renamed over the final name (`os.replace` is atomic), and `hf_distill_in_progress` is removed. The flush makes
+    the marker mean "on disk", not "in the page cache": it costs the time to write the checkpoint out, which the
+    operating system would spend anyway.
+
+    Args:
+        path (`str` or `os.PathLike`): The checkpoint directory.
+        step (`int`): The global step the checkpoint was taken at.
+        training_state (`bool`): Whether the optimizer, scheduler and RNG states were saved (`save_only_model=False`),
+            i.e. whether training can be resumed from it.
+
+    Returns:
+        `dict[str, Any]`: The marker's content.
+    """
+    path = os.fspath(path)
+    files: dict[str, int] = {}
+    for root, dirs, names in os.walk(path):
+        dirs.sort()
+        for name in sorted(names):
+            full = os.path.join(root, name)
+            relative = os.path.relpath(full, path).replace(os.sep, "/")
+            if relative in (MARKER_NAME, IN_PROGRESS_NAME) or name.endswith(_TMP_SUFFIX) or os.path.islink(full):
+                continue
+            _fsync_file(full)
+            files[relative] = os.path.getsize(full)
+        _fsync_dir(root)
+    content = {"format": MARKER_FORMAT, "global_step": step, "training_state": training_state, "files": files}
+    _write_durably(os.path.join(path, MARKER_NAME), json.dumps(content, indent=2, sort_keys=True) + "\n")
+    in_progress = os.path.join(path, IN_PROGRESS_NAME)
+    if os.path.lexists(in_progress):
+        os.remove(in_progress)
+    _fsync_dir(path)
+    return content
+
+
+def rotate_checkpoints(
+    output_dir: str | os.PathLike, save_total_limit: int | None, *, keep: Iterable[str | os.PathLike | None] = ()
+) -> list[str]:
+    """Delete the oldest `checkpoint-<step>` directories until at most `save_total_limit` remain.
+
+    Unlike `transformers.trainer_utils.rotate_checkpoints`, which orders by modification time (falling back to step
+    numbers on file systems with coarse timestamps) and protects whatever sorts last, the directories in `keep` are
+    protected by name; call this only after the new checkpoint is marked complete and pass it in `keep`.
+
+    Args:
+        output_dir (`str` or `os.PathLike`): The directory holding the checkpoints.
+        save_total_limit (`int`, *optional*): How many to keep; `None` or <= 0 keeps all.
+        keep (`Iterable`): Checkpoints never deleted (the one just written, the best one); `None` entries are ignored.
+
+    Returns:
+        `list[str]`: The deleted directories, oldest first.
+    """
+    if save_total_limit is None or save_total_limit <= 0:
+        return []
+    checkpoints = checkpoint_dirs(output_dir)
+    protected = {os.path.realpath(os.fspath(p)) for p in keep if p is not None}
+    present = {os.path.realpath(path) for path in checkpoints}
+    excess = len(checkpoints) - max(save_total_limit, len(protected & present))
+    deleted = []
+    for path in checkpoints:
+        if excess <= 0:
+            break
+        if os.path.realpath(path) in protected:
+            continue
+        logger.info(f"Deleting older checkpoint {path} (save_total_limit={save_total_limit})")
+        shutil.rmtree(path, ignore_errors=True)
+        deleted.append(path)
+        excess -= 1
+    return deleted
+
+
+# ---- reading ---------------------------------------------------------------------------------------------------
+
+
+def checkpoint_dirs(output_dir: str | os.PathLike) -> list[str]:
+    """The `checkpoint-<step>` directories in `output_dir`, oldest (lowest step) first; `[]` if it does not exist."""
+    output_dir = os.fspath(output_dir)
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        match = _CHECKPOINT_RE.match(name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            found.append((int(match.group(1)), os.path.join(output_dir, name)))
+    return [path for _, path in sorted(found)]
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether `path` holds a checkpoint marked complete whose files all still match the marker.
+
+    This is the strict test: a checkpoint without `hf_distill_complete.json` (written by plain `Trainer`, or one
+    whose save was interrupted) is not complete here, even if [`verify_checkpoint`] accepts it for resuming.
+
+    Args:
+        path (`str` or `os.PathLike`): A checkpoint directory.
+
+    Returns:
+        `bool`
+    """
+    marked, problems = _inspect(os.fspath(path), require_training_state=False)
+    return marked and not problems
+
+
+def verify_checkpoint(path: str | os.PathLike) -> None:
+    """Check that training can be resumed exactly from `path`, reading no tensor data.
+
+    - With `hf_distill_complete.json`: every file it lists exists with its recorded size, safetensors headers match
+      their file sizes, `torch.save` archives are readable, `trainer_state.json` parses and is at the marked step,
+      and the optimizer state was saved.
+    - With `hf_distill_in_progress` only: the save was interrupted; always an error.
+    - With neither (plain `Trainer`): model weights, `trainer_state.json`, optimizer and scheduler states must exist
+      and pass the same structural checks. Completeness cannot be proven, so a warning is logged.
+
+    Args:
+        path (`str` or `os.PathLike`): A checkpoint directory.
+
+    Raises:
+        ValueError: Naming the directory, each missing or corrupt file, and what to do instead.
+    """
+    path = os.fspath(path)
+    marked, problems = _inspect(path, require_training_state=True)
+    if problems:
+        raise ValueError(f"cannot resume from checkpoint {path}: {'; '.join(problems)}. {_RESUME_HINT}")
+    if not marked:
+        logger.warning(
+            f"Checkpoint {path} has no {MARKER_NAME} (it was not written by hf_distill's DistillationTrainer), so its "
+            "completeness cannot be proven; its files are present and structurally intact, resuming from it."
+        )
+
+
+def latest_complete_checkpoint(output_dir: str | os.PathLike, *, allow_unmarked: bool = False) -> str | None:
+    """The newest checkpoint in `output_dir` that training can be resumed from, skipping broken newer ones.
+
+    Each newer checkpoint skipped is named in a warning with the reason, and is left in place.
+
+    Args:
+        output_dir (`str` or `os.PathLike`): The training output directory.
+        allow_unmarked (`bool`, *optional*, defaults to `False`):
+            Also accept checkpoints without a completeness marker (written by plain `Trainer`) that pass
+            [`verify_checkpoint`]'s structural checks. `DistillationTrainer.train(resume_from_checkpoint=True)` sets
+            it, so that runs started with plain `Trainer` or an older hf_distill can be continued.
+
+    Returns:
+        `str` or `None`: The checkpoint directory, or `None` when there is none.
+    """
+    for path in reversed(checkpoint_dirs(output_dir)):
+        marked, problems = _inspect(path, require_training_state=True)
+        if not problems and (marked or allow_unmarked):
+            return path
+        reason = "; ".join(problems) if problems else f"it has no {MARKER_NAME}"
+        logger.warning(f"Skipping checkpoint {path}: {reason}. Its files are left in place.")
+    return None
+
+
+def checkpoint_problems(path: str | os.PathLike) -> list[str]:
+    """What stops training from resuming exactly from `path`; `[]` when [`verify_checkpoint`] would pass."""
+    return _inspect(os.fspath(path), require_training_state=True)[1]
+
+
+# ---- checks ----------------------------------------------------------------------------------------------------
+
+
+def _inspect(path: str, *, require_training_state: bool) -> tuple[bool, list[str]]:
+    """Whether `path` carries a completeness marker, and the problems found."""
+    if not os.path.isdir(path):
+        return False, ["the directory does not exist"]
+    marker = os.path.join(path, MARKER_NAME)
+    if os.path.isfile(marker):
+        return True, _marked_problems(path, marker, require_training_state)
+    if os.path.lexists(os.path.join(path, IN_PROGRESS_NAME)):
+        return False, [
+            f"it is incomplete: it holds {IN_PROGRESS_NAME} but no {MARKER_NAME}, so the run stopped while saving it"
+        ]
+    return False, _unmarked_problems(path)
+
+
+def _marked_problems(path: str, marker: str, require_training_state: bool) -> list[str]:
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            content = json.load(handle)
+        files = dict(content["files"])
+        step = int(content["global_step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{MARKER_NAME} is unreadable ({exc})"]
+    problems = []
+    for name, size in sorted(files.items()):
+        full = os.path.join(path, *name.split("/"))
+        if not os.path.isfile(full):
+            problems.append(f"{name} is missing")
+            continue
+        actual = os.path.getsize(full)
+        if actual != size:
+            problems.append(f"{name} has {actual} bytes, {size} were written (truncated or overwritten)")
+            continue
+        problem = _file_problem(full)
+        if problem:
+            problems.append(f"{name} {problem}")
+    if TRAINER_STATE_NAME not in files:
+        problems.append(f"{TRAINER_STATE_NAME} was not saved")
+    elif not problems:
+        saved_step = _trainer_state_step(os.path.join(path, TRAINER_STATE_NAME))
+        if not isinstance(saved_step, int):
+            problems.append(f"{TRAINER_STATE_NAME} {saved_step}")
+        elif saved_step != step:
+            problems.append(f"{TRAINER_STATE_NAME} is at step {saved_step} but {MARKER_NAME} at step {step}")
+    if require_training_state and not content.get("training_state", False):
+        problems.append(
+            "it holds no optimizer, scheduler or RNG state (saved with save_only_model=True), so resuming would "
+            "restart the optimizer and the learning-rate schedule; load its weights with from_pretrained to start "
+            "a new run instead"
+        )
+    return problems
+
+
+def _unmarked_problems(path: str) -> list[str]:
+    problems = []
+    names = set(os.listdir(path))
+    state_dirs = [n for n in names if n.startswith(_STATE_DIR_PREFIXES) and os.path.isdir(os.path.join(path, n))]
+    if not names & set(_WEIGHT_FILES) and not state_dirs:
+        problems.append(f"no model weights ({', '.join(_WEIGHT_FILES[:2])}, ...) were found")
+    if TRAINER_STATE_NAME not in names:
+        problems.append(f"{TRAINER_STATE_NAME} is missing (Trainer writes it last)")
+    else:
+        step = _trainer_state_step(os.path.join(path, TRAINER_STATE_NAME))
+        if not isinstance(step, int):
+            problems.append(f"{TRAINER_STATE_NAME} {step}")
+    deepspeed = any(n.startswith("global_step") for n in state_dirs)
+    if not names & set(_OPTIMIZER_FILES) and not state_dirs:
+        problems.append(
+            "optimizer.pt is missing, so resuming would silently restart the optimizer (a checkpoint saved with "
+            "save_only_model=True cannot be resumed; load its weights with from_pretrained to start a new run)"
+        )
+    if _SCHEDULER_NAME not in names and not deepspeed:
+        problems.append(f"{_SCHEDULER_NAME} is missing, so resuming would silently restart the learning-rate schedule")
+    # Safetensors shards named by an index, and every archive at the top level.
+    to_check = sorted(n for n in names if os.path.isfile(os.path.join(path, n)))
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        try:
+            with open(index, encoding="utf-8") as handle:
+                to_check += sorted(set(json.load(handle)["weight_map"].values()) - set(to_check))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(f"model.safetensors.index.json is unreadable ({exc})")
+    for name in to_check:
+        full = os.path.join(path, name)
+        if not os.path.isfile(full):
+            problems.append(f"{name} is missing (named in model.safetensors.index.json)")
+            continue
+        problem = _file_problem(full)
+        if problem:
+            problems.append(f"{name} {problem}")
+    return problems
+
+
+def _trainer_state_step(path: str) -> int | str:
+    """The `global_step` in a `trainer_state.json`, or a description of why it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            step = json.load(handle)["global_step"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"is unreadable ({exc})"
+    return step if isinstance(step, int) else f"has a non-integer global_step {step!r}"
+
+
+def _file_problem(path: str) -> str | None:
+    """A structural problem of a safetensors file or a `torch.save` archive, found without reading tensor data."""
+    if path.endswith(".safetensors"):
+        return _safetensors_problem(path)
+    if path.endswith((".pt", ".pth", ".bin")):
+        return _archive_problem(path)
+    return None
+
+
+def _safetensors_problem(path: str) -> str | None:
+    # Layout: 8-byte little-endian header length, a JSON header with each tensor's byte range, then the data.
+    size = os.path.getsize(path)
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                return f"is truncated ({size} bytes, no safetensors header)"
+            header_size = int.from_bytes(prefix, "little")
+            if header_size > size - 8:
+                return f"is truncated ({size} bytes, its header alone needs {header_size + 8})"
+            header = json.loads(handle.read(header_size))
+        end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        return f"has an unreadable safetensors header ({exc})"
+    expected = 8 + header_size + end
+    if size != expected:
+        return f"is truncated or corrupt ({size} bytes, its safetensors header describes {expected})"
+    return None
+
+
+def _archive_problem(path: str) -> str | None:
+    # `torch.save` writes a zip archive whose directory sits at the end of the file: a truncated file loses it.
+    # Files in the legacy (pre-zip) pickle format are not checked.
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+        if magic != _ZIP_MAGIC:
+            return None if magic else "is empty"
+        with zipfile.ZipFile(path) as archive:
+            archive.infolist()
+    except (OSError, zipfile.BadZipFile) as exc:
+        return f"is truncated or corrupt ({exc})"
+    return None
+
+
+# ---- durable writes --------------------------------------------------------------------------------------------
+
+
+def _write_durably(path: str, text: str) -> None:
+    """Write `text` to a temporary file, flush it to disk, and rename it to `path`."""
+    tmp = path + _TMP_SUFFIX
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_file(path: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        if exc.errno not in _FSYNC_UNSUPPORTED:
+            raise
+
+
+def _fsync_dir(path: str) -> None:
+    """Make renames and new entries in `path` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _FSYNC_UNSUPPORTED:
+            raise
+    finally:
+        os.close(fd)

@@ -1,0 +1,269 @@
+"""The bad-input catalogue: every entry of docs/bad_inputs.md raises its documented error before training, and the
+document lists exactly the cases tested here."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import (
+    AutoTokenizer,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertTokenizerFast,
+    GPT2Config,
+    GPT2LMHeadModel,
+    TrainingArguments,
+)
+
+from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
+from hf_distill.checks import check_label_order, check_same_tokenization
+from hf_distill.glue import get_task, load_glue
+from hf_distill.pipeline import check_push_arguments, tokenize_glue, warn_if_near_chance
+
+from .conftest import REPO_ROOT, pad_collate, random_token_dataset, tiny_bert_config
+
+CATALOGUE = REPO_ROOT / "docs" / "bad_inputs.md"
+
+
+def _teacher(**overrides) -> BertForSequenceClassification:
+    torch.manual_seed(0)
+    return BertForSequenceClassification(tiny_bert_config(num_labels=3, **overrides))
+
+
+def _student(**overrides) -> BertForSequenceClassification:
+    torch.manual_seed(1)
+    return BertForSequenceClassification(tiny_bert_config(num_labels=3, num_hidden_layers=2, **overrides))
+
+
+def _trainer(tmp_path, *, teacher=None, student=None, dataset=None, **args):
+    return DistillationTrainer(
+        model=student if student is not None else _student(),
+        teacher_model=teacher if teacher is not None else _teacher(),
+        args=DistillationTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, **args),
+        train_dataset=dataset if dataset is not None else random_token_dataset(16),
+        data_collator=pad_collate,
+    )
+
+
+def _args(tmp_path, **values):
+    return DistillationTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", **values)
+
+
+def _word_tokenizer(tmp_path, words: list[str]) -> BertTokenizerFast:
+    """A word-level BERT tokenizer over a tiny vocabulary, built in process."""
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    return BertTokenizerFast(vocab={token: i for i, token in enumerate(tokens)})
+
+
+def _case_output_dir_is_a_file(tmp_path):
+    # A file where the output directory should be (a permission test would pass as root, where CI may run).
+    target = tmp_path / "results.txt"
+    target.write_text("the user's file\n")
+    try:
+        DistillationTrainer(
+            model=_student(),
+            teacher_model=_teacher(),
+            args=DistillationTrainingArguments(output_dir=str(target), report_to="none"),
+        )
+    finally:
+        assert target.read_text() == "the user's file\n"
+
+
+def _case_unlabelled_batches(tmp_path):
+    trainer = _trainer(tmp_path, dataset=list(random_token_dataset(16, label_kind=None)))
+    trainer.train()
+
+
+def _case_nan_teacher(tmp_path):
+    teacher = _teacher()
+    with torch.no_grad():
+        teacher.classifier.weight.fill_(math.nan)
+    _trainer(tmp_path, teacher=teacher, max_steps=1).train()
+
+
+def _glue_dir_missing_task(tmp_path):
+    (tmp_path / "glue").mkdir()
+    load_glue(get_task("rte"), glue_dir=tmp_path / "glue")
+
+
+def _tokenize(tmp_path, texts: list[str], max_seq_length: int = 32):
+    tokenizer = _word_tokenizer(tmp_path, ["good", "bad"])
+    tokenizer.model_max_length = 64
+    raw = {"train": Dataset.from_dict({"sentence": texts, "label": [0] * len(texts)})}
+    from datasets import DatasetDict
+
+    tokenize_glue(DatasetDict(raw), get_task("sst2"), tokenizer, max_seq_length=max_seq_length)
+
+
+# (case id, where, callable(tmp_path), literal fragment of the error message)
+CASES = [
+    ("temperature-zero", "arguments", lambda t: _args(t, temperature=0.0), "temperature must be a positive finite"),
+    (
+        "temperature-nan",
+        "arguments",
+        lambda t: _args(t, temperature=math.nan),
+        "temperature must be a positive finite",
+    ),
+    ("weight-negative", "arguments", lambda t: _args(t, alpha_kd=-1.0), "alpha_kd must be >= 0, got -1.0"),
+    ("weight-not-finite", "arguments", lambda t: _args(t, alpha_cos=math.inf), "alpha_cos must be a finite number"),
+    (
+        "weights-all-zero",
+        "arguments",
+        lambda t: _args(t, alpha_kd=0, alpha_task=0, alpha_cos=0, alpha_mse=0),
+        "all loss weights are 0",
+    ),
+    (
+        "no-teacher",
+        "trainer",
+        lambda t: DistillationTrainer(model=_student(), args=_args(t)),
+        "DistillationTrainer needs a teacher",
+    ),
+    (
+        "teacher-is-student",
+        "trainer",
+        lambda t: (lambda m: _trainer(t, teacher=m, student=m))(_teacher()),
+        "teacher_model is the student itself",
+    ),
+    (
+        "shared-weights",
+        "trainer",
+        lambda t: (lambda te: _trainer(t, teacher=te, student=copy.copy(te)))(_teacher()),
+        "teacher and student share weights",
+    ),
+    (
+        "different-heads",
+        "trainer",
+        lambda t: _trainer(t, teacher=BertForMaskedLM(tiny_bert_config())),
+        "cannot be matched",
+    ),
+    ("vocab-mismatch", "trainer", lambda t: _trainer(t, student=_student(vocab_size=120)), "vocab_size"),
+    (
+        "num-labels-mismatch",
+        "trainer",
+        lambda t: _trainer(
+            t, student=BertForSequenceClassification(tiny_bert_config(num_labels=4, num_hidden_layers=2))
+        ),
+        "teacher num_labels 3 differs from student num_labels 4",
+    ),
+    (
+        "label-names-mismatch",
+        "trainer",
+        lambda t: _trainer(
+            t,
+            teacher=_teacher(id2label={0: "a", 1: "b", 2: "c"}),
+            student=_student(id2label={0: "c", 1: "b", 2: "a"}),
+        ),
+        "teacher id2label",
+    ),
+    (
+        "hidden-size-mismatch",
+        "trainer",
+        lambda t: _trainer(t, student=_student(hidden_size=16)),
+        "alpha_cos > 0 needs equal hidden sizes",
+    ),
+    (
+        "no-label-column",
+        "trainer",
+        lambda t: _trainer(t, dataset=random_token_dataset(16, label_kind=None)),
+        "the training dataset has no label column",
+    ),
+    ("no-labels-in-batches", "trainer", _case_unlabelled_batches, "the batch carries no labels"),
+    (
+        "empty-dataset",
+        "trainer",
+        lambda t: _trainer(t, dataset=random_token_dataset(16).select([])),
+        "the training dataset is empty",
+    ),
+    ("output-dir-is-a-file", "trainer", _case_output_dir_is_a_file, "is a file, not a directory"),
+    ("teacher-nan-outputs", "trainer", _case_nan_teacher, "the teacher produced NaN or inf values"),
+    ("layers-out-of-range", "make_student", lambda t: make_student(_teacher(), layers=[0, 4]), "0..3"),
+    ("layers-unsorted", "make_student", lambda t: make_student(_teacher(), layers=[2, 0]), "strictly increasing"),
+    ("layers-duplicate", "make_student", lambda t: make_student(_teacher(), layers=[1, 1]), "strictly increasing"),
+    ("layers-empty", "make_student", lambda t: make_student(_teacher(), layers=[]), "empty"),
+    (
+        "more-layers-than-teacher",
+        "make_student",
+        lambda t: make_student(_teacher(), num_layers=5),
+        "more layers than its teacher",
+    ),
+    (
+        "unsupported-architecture",
+        "make_student",
+        lambda t: make_student(GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=99))),
+        "gpt2",
+    ),
+    (
+        "tokenizers-differ",
+        "checks",
+        lambda t: check_same_tokenization(
+            _word_tokenizer(t, ["good", "bad"]), _word_tokenizer(t, ["bad", "good", "ok"]), ["good bad"]
+        ),
+        "tokenize",
+    ),
+    (
+        "label-order-differs",
+        "checks",
+        lambda t: check_label_order({0: "positive", 1: "negative"}, ["negative", "positive"]),
+        "in another order than the dataset's",
+    ),
+    (
+        "teacher-at-chance",
+        "recipe --fail_on_chance_teacher",
+        lambda t: warn_if_near_chance(get_task("sst2"), {"eval_accuracy": 0.5}, [0, 1, 0, 1], error=True),
+        "the teacher is near chance",
+    ),
+    ("unknown-task", "recipe --task_name", lambda t: get_task("sst3"), "sst3"),
+    ("glue-dir-wrong-layout", "recipe --glue_dir", _glue_dir_missing_task, "RTE"),
+    (
+        "missing-train-split",
+        "recipe --glue_dir",
+        lambda t: load_glue(get_task("qnli"), glue_dir=REPO_ROOT.parent / "shared" / "data" / "glue"),
+        "train_file",
+    ),
+    ("text-column-empty", "recipe data", lambda t: _tokenize(t, ["", " "]), "is empty in all 2 rows"),
+    ("max-seq-length-too-long", "recipe --max_seq_length", lambda t: _tokenize(t, ["good"], 4096), "max_seq_length"),
+    (
+        "push-without-model-id",
+        "recipe --push_to_hub",
+        lambda t: check_push_arguments(TrainingArguments(output_dir=str(t / "o"), push_to_hub=True, report_to="none")),
+        "--push_to_hub needs --hub_model_id",
+    ),
+]
+
+
+@pytest.mark.parametrize("case_id, where, action, fragment", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_raises_a_clear_error(case_id, where, action, fragment, tmp_path, monkeypatch):
+    """A bad input that fails late (or not at all) costs a run; each must raise its documented ValueError early."""
+    if case_id == "missing-train-split" and not (REPO_ROOT.parent / "shared" / "data" / "glue").is_dir():
+        pytest.skip("real GLUE data not found")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises((ValueError, TypeError)) as raised:
+        action(tmp_path)
+    assert fragment.lower() in str(raised.value).lower(), str(raised.value)
+    # Nothing the user owns is created or removed by a failed start (the "out" dir is never made).
+    assert not (tmp_path / "out" / "checkpoint-1").exists()
+    assert set(before) <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_catalogue_documents_every_tested_case():
+    """A catalogue that drifts from the code promises errors users never get; every case id and its message must be
+    in docs/bad_inputs.md, and the document must hold at least 25 cases."""
+    text = CATALOGUE.read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", text, flags=re.MULTILINE))
+    tested = {case[0] for case in CASES}
+    assert documented == tested, (documented - tested, tested - documented)
+    assert len(tested) >= 25
+    for case_id, _, _, fragment in CASES:
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{case_id}` |"))
+        assert fragment.lower() in row.lower(), (case_id, fragment)
+
+
+def test_tokenizer_fixture_is_not_the_real_one_by_accident(minilm_path):
+    """The tokenization check must pass for two copies of one tokenizer, or it would block every valid run."""
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    check_same_tokenization(tokenizer, AutoTokenizer.from_pretrained(minilm_path), ["a fine movie", "dull"])
