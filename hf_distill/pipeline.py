@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,31 @@ def check_push_arguments(args: TrainingArguments) -> None:
     repository name would otherwise be guessed from the output directory."""
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id <user or org>/<model name>, e.g. me/minilm-l3-sst2")
+
+
+def warn_if_cpu_launch_is_single_process(args: TrainingArguments) -> bool:
+    """Warn when a multi-process CPU launch does not give one distributed run.
+
+    - `accelerate launch --cpu --num_processes N` (N > 1) starts ONE process: accelerate's `--cpu` flag uses its
+      simple launcher unless `--mpirun_hostfile` is given, though it still sets `MASTER_ADDR`.
+    - `accelerate launch --multi_gpu --num_processes N` on a machine without GPUs starts N processes, but without
+      `--use_cpu true` each of them trains alone (world size 1): N independent runs writing the same output dir.
+
+    Returns whether a warning was given.
+    """
+    launched_for_many = "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ
+    if launched_for_many and os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true"):
+        logger.warning(
+            "accelerate launch --cpu with --num_processes > 1 started ONE process (accelerate uses its simple "
+            "launcher for --cpu). For several CPU processes use: accelerate launch --multi_gpu --num_processes N "
+            "... --use_cpu true"
+        )
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.world_size == 1:
+        logger.warning(
+            "%s processes were launched but each trains alone (world size 1); on a machine without GPUs pass "
+            "--use_cpu true so that they form one distributed run",
+            os.environ["WORLD_SIZE"],
+        )
+        return True
+    return False

@@ -4,7 +4,8 @@
         --task_name sst2 --teacher_model_name_or_path <fine-tuned teacher> \
         --output_dir students/sst2 --num_train_epochs 3 --per_device_train_batch_size 32
 
-Several processes: `accelerate launch --num_processes 2 --cpu recipes/glue_distill.py ...`. Local GLUE files:
+Several processes: `accelerate launch --num_processes 2 --multi_gpu recipes/glue_distill.py ...`; on a machine
+without GPUs add `--use_cpu true` (accelerate's own `--cpu` flag starts a single process). Local GLUE files:
 `--glue_dir path/to/glue` (the original layout); other files: `--train_file/--validation_file` (csv, tsv, json).
 A teacher that is only pre-trained: `--teacher_finetune_epochs 3` fine-tunes it first (saved under
 `<output_dir>/_teacher`, reused by later runs). `--push_to_hub --hub_model_id user/name` uploads the student, its
@@ -36,6 +37,7 @@ from hf_distill.pipeline import (
     finetune_teacher,
     load_task_model,
     tokenize_glue,
+    warn_if_cpu_launch_is_single_process,
     warn_if_near_chance,
 )
 from hf_distill.report import DistillationReport, format_table, measure_latency, model_card
@@ -87,6 +89,14 @@ def main() -> None:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    logger.warning(
+        "Process rank: %s of %s, device: %s, distributed: %s",
+        training_args.process_index,
+        training_args.world_size,
+        training_args.device,
+        training_args.parallel_mode.value,
+    )
+    warn_if_cpu_launch_is_single_process(training_args)
     set_seed(training_args.seed)
     check_push_arguments(training_args)
 

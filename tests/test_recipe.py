@@ -202,7 +202,8 @@ def test_push_to_hub_uploads_student_tokenizer_and_card(glue_dir, tiny_teacher_d
 
 
 def test_two_processes_gather_metrics_over_the_whole_dev_set(glue_dir, tiny_teacher_dir, tmp_path):
-    """Under `accelerate launch --num_processes 2`, metrics computed on one process's shard (half the dev set) or a
+    """Under `accelerate launch --num_processes 2 --multi_gpu` (CPU, gloo), metrics computed on one process's shard
+    (half the dev set) or a
     card written twice would look plausible; the student's metric must equal a one-process evaluation of it."""
     output_dir = tmp_path / "mrpc2"
     command = [
@@ -211,7 +212,7 @@ def test_two_processes_gather_metrics_over_the_whole_dev_set(glue_dir, tiny_teac
         "accelerate.commands.launch",
         "--num_processes",
         "2",
-        "--cpu",
+        "--multi_gpu",  # on a machine without GPUs this starts 2 CPU processes (gloo); `--cpu` would start one
         "--num_machines",
         "1",
         "--mixed_precision",
@@ -230,6 +231,7 @@ def test_two_processes_gather_metrics_over_the_whole_dev_set(glue_dir, tiny_teac
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "Process rank: 1 of 2" in completed.stderr and "Process rank: 0 of 2" in completed.stderr
     results = json.loads((output_dir / "results.json").read_text())
 
     # One-process evaluation of the saved student on the same 37 rows.
