@@ -75,7 +75,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--cache_dir", default=str(ROOT / "benchmarks" / ".cache"))
+    parser.add_argument("--temperature", type=float, default=None, help="Override the default (2.0).")
+    parser.add_argument("--alpha_kd", type=float, default=None, help="Override the default (5.0).")
+    parser.add_argument("--alpha_task", type=float, default=None, help="Override the default (2.0).")
+    parser.add_argument("--alpha_cos", type=float, default=None, help="Override the default (1.0).")
+    parser.add_argument("--name", default="quality_sst2", help="Result file name (investigation runs use others).")
     args = parser.parse_args()
+    loss_overrides = {
+        key: getattr(args, key)
+        for key in ("temperature", "alpha_kd", "alpha_task", "alpha_cos")
+        if getattr(args, key) is not None
+    }
 
     task = get_task("sst2")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
@@ -123,13 +133,17 @@ def main() -> None:
     teacher_accuracy = teacher_metrics["eval_accuracy"]
 
     progress_path = RESULTS_DIR / "quality_sst2.partial.json"
+    # Runs are keyed by everything that changes them, so a resumed or extended benchmark never mixes settings.
+    base_suffix = f"/n{args.train_samples}/lr{args.learning_rate:g}/ep{args.epochs:g}"
+    suffix = base_suffix + "".join(f"/{key}{value:g}" for key, value in sorted(loss_overrides.items()))
     runs: dict[str, float] = json.loads(progress_path.read_text()) if progress_path.is_file() else {}
     for seed in args.seeds:
         for key in args.variants:
-            run_id = f"{key}/seed{seed}/n{args.train_samples}/lr{args.learning_rate:g}/ep{args.epochs:g}"
+            description, layers, mode, random_encoder = VARIANTS[key]
+            # The teacher-free baseline does not depend on the distillation settings.
+            run_id = f"{key}/seed{seed}" + (base_suffix if mode == "task_only" else suffix)
             if run_id in runs:
                 continue
-            description, layers, mode, random_encoder = VARIANTS[key]
             set_seed(seed)
             student = build_student(teacher, layers, random_encoder)
             kwargs = dict(train_dataset=data["train"], data_collator=collator, compute_metrics=compute_metrics)
@@ -141,7 +155,7 @@ def main() -> None:
                 trainer = DistillationTrainer(
                     model=student,
                     teacher_model=teacher,
-                    args=DistillationTrainingArguments(output_dir=work, seed=seed, **common),
+                    args=DistillationTrainingArguments(output_dir=work, seed=seed, **common, **loss_overrides),
                     **kwargs,
                 )
             trainer.train()
@@ -150,10 +164,10 @@ def main() -> None:
             progress_path.write_text(json.dumps(runs, indent=1))
             del trainer, student
 
-    suffix = f"/n{args.train_samples}/lr{args.learning_rate:g}/ep{args.epochs:g}"
     variants = {}
     for key in args.variants:
-        accuracies = [runs[f"{key}/seed{seed}{suffix}"] for seed in args.seeds]
+        key_suffix = base_suffix if VARIANTS[key][2] == "task_only" else suffix
+        accuracies = [runs[f"{key}/seed{seed}{key_suffix}"] for seed in args.seeds]
         variants[key] = {
             "description": VARIANTS[key][0],
             "layers": VARIANTS[key][1],
@@ -172,12 +186,13 @@ def main() -> None:
     if "d" in variants:
         summary["random_init_accuracy"] = variants["d"]["median"]
     write_result(
-        "quality_sst2",
+        args.name,
         config=vars(args) | {"dev_rows": len(data["validation"]), "train_rows": len(data["train"])},
         results={"teacher_metrics": teacher_metrics, "variants": variants},
         summary=summary,
     )
-    update_readme()
+    if args.name == "quality_sst2":
+        update_readme()
 
 
 if __name__ == "__main__":

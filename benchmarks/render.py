@@ -58,6 +58,43 @@ def _quality(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _investigations() -> list[str]:
+    """Rows for the follow-up runs (`quality_sst2_<name>.json`): what was changed and what it gave."""
+    paths = sorted(RESULTS_DIR.glob("quality_sst2_*.json"))
+    if not paths:
+        return []
+    lines = [
+        "#### What was tried after the main run",
+        "",
+        "| run | changed settings | seeds | teacher | (b) distilled | (c) labels only | (b) − (c) | retention |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        result = json.loads(path.read_text())
+        config, summary, variants = result["config"], result["summary"], result["results"]["variants"]
+        changed = {
+            key: config[key]
+            for key in ("temperature", "alpha_kd", "alpha_task", "alpha_cos")
+            if config.get(key) is not None
+        }
+        changed |= {key: config[key] for key in ("epochs", "learning_rate", "train_samples")}
+        b, c = variants.get("b"), variants.get("c")
+        lines.append(
+            f"| {result['benchmark'].removeprefix('quality_sst2_')} | "
+            + ", ".join(f"{k}={v:g}" for k, v in changed.items())
+            + f" | {len(config['seeds'])} | {summary['teacher_accuracy']:.4f} | "
+            + (f"{b['median']:.4f}" if b else "–")
+            + " | "
+            + (f"{c['median']:.4f}" if c else "–")
+            + " | "
+            + (f"{100 * (b['median'] - c['median']):+.2f}" if b and c else "–")
+            + " | "
+            + (f"{summary['retention']:.2%}" if "retention" in summary else "–")
+            + " |"
+        )
+    return lines + [""]
+
+
 def _train_speed(result: dict[str, Any]) -> list[str]:
     lines = [
         "### Training cost (MiniLM teacher, 3-layer student, batch 32)",

@@ -18,10 +18,10 @@ This module adds what it takes to tell a finished checkpoint from a half-written
   written.
 
 Checkpoints written without these markers (by plain `Trainer`, or by an older hf_distill) cannot be proven complete.
-They are accepted for resuming when the files a resume needs are present and structurally intact (`trainer_state.json`
-parses, safetensors files match their header, the zip archives `torch.save` writes have their central directory,
-optimizer and scheduler states exist), with a warning. A directory holding `hf_distill_in_progress` but no
-`hf_distill_complete.json` is always rejected.
+They are accepted for resuming when the files a resume needs are present and structurally intact (JSON files such as
+`trainer_state.json` parse, safetensors files match their header, the zip archives `torch.save` writes have their
+central directory, optimizer and scheduler states exist), with a warning. A directory holding `hf_distill_in_progress`
+but no `hf_distill_complete.json` is always rejected.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ TRAINER_STATE_NAME = "trainer_state.json"
 
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _TMP_SUFFIX = ".tmp"
+_OWN_FILES = {name + suffix for name in (MARKER_NAME, IN_PROGRESS_NAME) for suffix in ("", _TMP_SUFFIX)}
 _WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -115,7 +116,7 @@ def mark_checkpoint_complete(path: str | os.PathLike, *, step: int, training_sta
         for name in sorted(names):
             full = os.path.join(root, name)
             relative = os.path.relpath(full, path).replace(os.sep, "/")
-            if relative in (MARKER_NAME, IN_PROGRESS_NAME) or name.endswith(_TMP_SUFFIX) or os.path.islink(full):
+            if relative in _OWN_FILES or os.path.islink(full):
                 continue
             _fsync_file(full)
             files[relative] = os.path.getsize(full)
@@ -248,11 +249,6 @@ def latest_complete_checkpoint(output_dir: str | os.PathLike, *, allow_unmarked:
     return None
 
 
-def checkpoint_problems(path: str | os.PathLike) -> list[str]:
-    """What stops training from resuming exactly from `path`; `[]` when [`verify_checkpoint`] would pass."""
-    return _inspect(os.fspath(path), require_training_state=True)[1]
-
-
 # ---- checks ----------------------------------------------------------------------------------------------------
 
 
@@ -359,11 +355,17 @@ def _trainer_state_step(path: str) -> int | str:
 
 
 def _file_problem(path: str) -> str | None:
-    """A structural problem of a safetensors file or a `torch.save` archive, found without reading tensor data."""
+    """A structural problem of a safetensors file, a `torch.save` archive or a JSON file, without reading tensors."""
     if path.endswith(".safetensors"):
         return _safetensors_problem(path)
     if path.endswith((".pt", ".pth", ".bin")):
         return _archive_problem(path)
+    if path.endswith(".json"):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                json.load(handle)
+        except (OSError, ValueError) as exc:
+            return f"is not valid JSON ({exc})"
     return None
 
 

@@ -487,6 +487,8 @@ class DistillationTrainer(Trainer):
         output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         if self.args.should_save:
             begin_checkpoint(output_dir)
+        # No process writes into the directory (e.g. its `rng_state_<rank>.pth`) before it is marked in progress.
+        self.accelerator.wait_for_everyone()
         save_total_limit = self.args.save_total_limit
         self.args.save_total_limit = None
         try:
