@@ -1,6 +1,7 @@
 """hf_distill: knowledge distillation for BERT-family models as a drop-in Hugging Face `Trainer`."""
 
 from .arguments import DistillationTrainingArguments
+from .checkpoints import is_complete_checkpoint, latest_complete_checkpoint, verify_checkpoint
 from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
 from .student import make_student
 from .trainer import DistillationTrainer
@@ -12,7 +13,10 @@ __all__ = [
     "DistillationTrainingArguments",
     "binary_kd_loss",
     "cosine_loss",
+    "is_complete_checkpoint",
     "kd_loss",
+    "latest_complete_checkpoint",
     "make_student",
     "mse_loss",
+    "verify_checkpoint",
 ]
