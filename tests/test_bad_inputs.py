@@ -74,6 +74,14 @@ def _case_output_dir_is_a_file(tmp_path):
         assert target.read_text() == "the user's file\n"
 
 
+def _case_output_dir_unwritable(tmp_path):
+    # Permission bits do not bind root (CI may run as root), so the permission answer itself is simulated.
+    from unittest import mock
+
+    with mock.patch("hf_distill.checks.os.access", return_value=False):
+        _trainer(tmp_path)
+
+
 def _case_unlabelled_batches(tmp_path):
     trainer = _trainer(tmp_path, dataset=list(random_token_dataset(16, label_kind=None)))
     trainer.train()
@@ -180,6 +188,7 @@ CASES = [
         "the training dataset is empty",
     ),
     ("output-dir-is-a-file", "trainer", _case_output_dir_is_a_file, "is a file, not a directory"),
+    ("output-dir-unwritable", "trainer", _case_output_dir_unwritable, "cannot be written"),
     ("teacher-nan-outputs", "trainer", _case_nan_teacher, "the teacher produced NaN or inf values"),
     ("layers-out-of-range", "make_student", lambda t: make_student(_teacher(), layers=[0, 4]), "0..3"),
     ("layers-unsorted", "make_student", lambda t: make_student(_teacher(), layers=[2, 0]), "strictly increasing"),
