@@ -83,6 +83,23 @@ def _check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str) -
         )
 
 
+def _softened(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor | None, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept items of both logit tensors, in fp32, divided by the temperature."""
+    _check_same_shape(student_logits, teacher_logits, "logits")
+    return _select(student_logits, mask) / temperature, _select(teacher_logits, mask) / temperature
+
+
+def _kl(log_p_student: torch.Tensor, log_p_teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) over the last dimension, from log-probabilities.
+
+    `F.kl_div(input, target)` takes the student's log-probabilities first and computes KL(target || input);
+    `log_target=True` passes the teacher as log-probabilities too, which stays finite where probabilities underflow.
+    """
+    return F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(-1)
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -112,14 +129,8 @@ def kd_loss(
     Returns:
         `torch.Tensor`: A scalar, or one value per kept item for `reduction="none"`.
     """
-    _check_same_shape(student_logits, teacher_logits, "logits")
-    student = _select(student_logits, mask) / temperature
-    teacher = _select(teacher_logits, mask) / temperature
-    # `F.kl_div(input, target)` takes the student's log-probabilities first and computes KL(target || input);
-    # `log_target=True` passes the teacher as log-probabilities too, which stays finite where probabilities underflow.
-    per_item = F.kl_div(
-        F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1), reduction="none", log_target=True
-    ).sum(-1)
+    student, teacher = _softened(student_logits, teacher_logits, mask, temperature)
+    per_item = _kl(F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1))
     return _reduce(per_item * temperature**2, reduction)
 
 
@@ -147,13 +158,11 @@ def binary_kd_loss(
     Returns:
         `torch.Tensor`: A scalar, or one value per kept item for `reduction="none"`.
     """
-    _check_same_shape(student_logits, teacher_logits, "logits")
-    student = _select(student_logits, mask) / temperature
-    teacher = _select(teacher_logits, mask) / temperature
+    student, teacher = _softened(student_logits, teacher_logits, mask, temperature)
     # Two-class log-probabilities from logsigmoid are exact where sigmoid would round to 0 or 1.
     log_p_teacher = torch.stack([F.logsigmoid(teacher), F.logsigmoid(-teacher)], dim=-1)
     log_p_student = torch.stack([F.logsigmoid(student), F.logsigmoid(-student)], dim=-1)
-    per_label = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(-1)
+    per_label = _kl(log_p_student, log_p_teacher)
     return _reduce(per_label.mean(-1) * temperature**2, reduction)
 
 
