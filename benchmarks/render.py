@@ -42,6 +42,14 @@ def _quality(result: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     teacher = summary["teacher_accuracy"]
+    config = result["config"]
+    lines[1:1] = [
+        "",
+        f"Teacher: all-MiniLM-L6-v2 fine-tuned {config.get('teacher_epochs', '?'):g} epoch on "
+        f"{config.get('train_rows', '?')} shuffled SST-2 train rows (accuracy {teacher:.4f}); every student trains "
+        f"{config.get('epochs', '?'):g} epoch on the same rows (batch {config.get('batch_size', '?')}, learning rate "
+        f"{config.get('learning_rate', '?'):g}), one run per seed.",
+    ]
     for row in rows.values():
         lines.append(
             f"| {row['description']} | {row['median']:.4f} | {row['min']:.4f} – {row['max']:.4f} | "
