@@ -62,6 +62,8 @@ def _quality(result: dict[str, Any]) -> list[str]:
         f"{summary['random_init_accuracy']:.4f}.",
         "",
         _provenance(result),
+        "",
+        *_investigations(),
     ]
     return lines
 
