@@ -34,7 +34,7 @@ from .checkpoints import (
     verify_checkpoint,
 )
 from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir, check_teacher_student
-from .losses import CITATIONS, binary_kd_loss, cosine_loss, kd_loss, mse_loss
+from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
 from .modeling import load_model
 
 logger = logging.get_logger(__name__)
@@ -150,7 +150,6 @@ class DistillationTrainer(Trainer):
     # `compute_loss` divides each term by the item count of the whole accumulated batch.
     loss_is_scaled_for_ga = True
     _tag_names = ["distillation", "hf-distill"]
-    citations = (CITATIONS["hinton2015"], CITATIONS["sanh2019"])
 
     def __init__(
         self,
