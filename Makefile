@@ -1,18 +1,23 @@
-# Two commands on a fresh clone: `make demo` (the main job) and `make test`. Both create .venv and install into it.
-# The CPU build of torch is installed first: an unpinned torch would pull several GB of CUDA wheels.
+# Two commands on a fresh clone: `make demo` (the main job) and `make test`. Both create .venv and install into it,
+# from constraints.txt: the exact versions the suite was last verified with (`make lock` writes it). The CPU build of
+# torch is installed first and separately (TORCH_PIN): an unpinned torch would pull several GB of CUDA wheels.
+# pyproject.toml keeps the library's version ranges, so the package itself never pins its users.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
+CONSTRAINTS ?= constraints.txt
 PYTEST_ARGS ?=
+LATEST_VENV ?= .venv-latest
+LOCK_VENV ?= .venv-lock
 
-.PHONY: install demo test test-slow lint format benchmarks clean
+.PHONY: install demo test test-slow test-latest lock lint format benchmarks clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c $(CONSTRAINTS) pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -37,6 +42,31 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
+# Drift caught on purpose: the newest versions pyproject.toml allows, in a venv of their own, then the same suite.
+# The result (versions and counts) is written to benchmarks/results/compatibility.json and shown in the README.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q "$(TORCH_PIN)"
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(LATEST_VENV)/bin/python benchmarks/compatibility.py $(PYTEST_ARGS)
+
+# Re-resolve the dependency set from pyproject.toml into a scratch venv and record it. Run `make test` afterwards:
+# the file is "verified" only once the suite has passed with it. torch stays out: TORCH_PIN chooses the build.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q "$(TORCH_PIN)"
+	$(LOCK_VENV)/bin/python -m pip install -q -e ".[dev]"
+	{ echo "# Exact versions \`make test\` and \`make demo\` install; written by \`make lock\` on $$(date -u +%F)."; \
+	  echo "# torch is not listed: TORCH_PIN in the Makefile chooses its build."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable \
+	    | grep -viE '^(torch|nvidia-|triton|hf-distill)([=_ -]|$$)' | LC_ALL=C sort -f; } > $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
+	$(PY) benchmarks/render.py 2>/dev/null || true
+
 lint: install
 	$(VENV)/bin/ruff check hf_distill recipes tests benchmarks
 	$(VENV)/bin/ruff format --check hf_distill recipes tests benchmarks
@@ -46,4 +76,4 @@ format: install
 	$(VENV)/bin/ruff check --fix hf_distill recipes tests benchmarks
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache demo_output
+	rm -rf $(VENV) $(LATEST_VENV) $(LOCK_VENV) build dist *.egg-info .pytest_cache .ruff_cache demo_output

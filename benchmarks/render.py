@@ -1,14 +1,17 @@
-"""Regenerate the README's benchmark section from the JSON files in benchmarks/results/.
+"""Regenerate the README's generated parts: the benchmark section and the "verified with" lines.
 
     .venv/bin/python benchmarks/render.py
 
-Every figure in the section is read from a result file; nothing is typed in by hand. The section lies between the
-markers `<!-- benchmarks:start -->` and `<!-- benchmarks:end -->` in README.md.
+Every figure is read from a file; nothing is typed in by hand. The benchmark section, between the markers
+`<!-- benchmarks:start -->` and `<!-- benchmarks:end -->`, comes from the JSON files in benchmarks/results/. The
+versions, between `<!-- versions:start -->` and `<!-- versions:end -->`, come from `constraints.txt` (and the torch
+pin of the Makefile), and the newest-versions run from `benchmarks/results/compatibility.json` (`make test-latest`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,31 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+VERSIONS_START, VERSIONS_END = "<!-- versions:start -->", "<!-- versions:end -->"
+CONSTRAINTS = ROOT / "constraints.txt"
+MAKEFILE = ROOT / "Makefile"
+# The packages named in the "verified with" line, in this order.
+CORE_PACKAGES: tuple[str, ...] = ("torch", "transformers", "accelerate", "datasets", "evaluate", "tokenizers")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_constraints(path: Path = CONSTRAINTS, makefile: Path = MAKEFILE) -> dict[str, str]:
+    """Exact versions by canonical package name from a constraints file (`name==version` lines), with torch from
+    the Makefile's `TORCH_PIN` (torch is not in the file: the pin chooses its build)."""
+    versions: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)", line.strip())
+            if match:
+                versions[_canonical(match.group(1))] = match.group(2)
+    if makefile.is_file():
+        match = re.search(r"^TORCH_PIN \?= torch==(\S+)", makefile.read_text(encoding="utf-8"), flags=re.M)
+        if match:
+            versions["torch"] = match.group(1)
+    return versions
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -160,13 +188,40 @@ def render() -> str:
     return "\n".join([START, "", *sections, END])
 
 
+def render_versions() -> str:
+    """The "verified with" line from `constraints.txt`, and the result of the last `make test-latest`."""
+    pinned = read_constraints()
+    listed = ", ".join(f"{name} {pinned[name]}" for name in CORE_PACKAGES if name in pinned)
+    lines = [
+        VERSIONS_START,
+        f"Verified with {listed} (`make test` installs exactly these, from `constraints.txt`).",
+    ]
+    latest = _load("compatibility")
+    if latest is not None:
+        summary, installed = latest["summary"], latest["results"]["installed"]
+        versions = ", ".join(f"{name} {installed[name]}" for name in CORE_PACKAGES if installed.get(name))
+        outcome = "passed" if summary["passed_all"] else f"failed (exit code {summary['exit_code']})"
+        lines.append(
+            f"Newest allowed versions (`make test-latest`, {latest['date'][:10]}): {versions}: {outcome}, "
+            f"{summary['passed']} passed, {summary['failed']} failed, {summary['errors']} errors, "
+            f"{summary['skipped']} skipped."
+        )
+    return "\n".join([*lines, VERSIONS_END])
+
+
+def _replace_between(text: str, start: str, end: str, block: str, readme: Path) -> str:
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} lacks the markers {start} and {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return head + block + tail
+
+
 def update_readme(readme: Path = README) -> None:
     text = readme.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise ValueError(f"{readme} lacks the markers {START} and {END}")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(head + render() + tail, encoding="utf-8")
+    text = _replace_between(text, START, END, render(), readme)
+    text = _replace_between(text, VERSIONS_START, VERSIONS_END, render_versions(), readme)
+    readme.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

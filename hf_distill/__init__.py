@@ -3,6 +3,7 @@
 from .arguments import DistillationTrainingArguments
 from .checkpoints import is_complete_checkpoint, latest_complete_checkpoint, verify_checkpoint
 from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
+from .processes import end_processes_together
 from .student import make_student
 from .trainer import DistillationTrainer
 
@@ -13,6 +14,7 @@ __all__ = [
     "DistillationTrainingArguments",
     "binary_kd_loss",
     "cosine_loss",
+    "end_processes_together",
     "is_complete_checkpoint",
     "kd_loss",
     "latest_complete_checkpoint",

@@ -40,6 +40,7 @@ from hf_distill.pipeline import (
     warn_if_cpu_launch_is_single_process,
     warn_if_near_chance,
 )
+from hf_distill.processes import end_processes_together
 from hf_distill.report import DistillationReport, format_table, measure_latency, model_card
 
 logger = logging.getLogger(__name__)
@@ -199,4 +200,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # All ranks leave together, after rank 0's report, card and push; then the process group is destroyed.
+    with end_processes_together():
+        main()
