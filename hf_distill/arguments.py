@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from transformers import TrainingArguments
 
 LOSS_WEIGHT_NAMES: tuple[str, ...] = ("alpha_kd", "alpha_task", "alpha_cos", "alpha_mse")
+# The values that train without overflow. In fp32, a temperature near 1e-38 makes logits / T overflow to inf (NaN in
+# the softmax), and one near 1e19 makes T^2 overflow to inf (inf times a KL of 0 is NaN); well inside those limits,
+# T < 0.01 saturates the soft targets to one-hot and T > 1000 leaves a KL that rounds to 0, so neither is useful. A
+# weight above 1e6 times the loss of a diverging step (1e32 and more) overflows fp32 to inf.
+TEMPERATURE_RANGE: tuple[float, float] = (0.01, 1000.0)
+MAX_LOSS_WEIGHT: float = 1e6
 
 
 @dataclass
@@ -68,29 +75,56 @@ class DistillationTrainingArguments(TrainingArguments):
         check_distillation_settings(self.temperature, {name: getattr(self, name) for name in LOSS_WEIGHT_NAMES})
 
 
+def _is_real_number(value: Any) -> bool:
+    """Python ints and floats, numpy and other `numbers.Real` scalars, 0-d tensors; not bools or strings."""
+    if isinstance(value, bool) or getattr(value, "dtype", None) == "bool":
+        return False
+    if isinstance(value, numbers.Real):
+        return True
+    return hasattr(value, "item") and getattr(value, "ndim", None) == 0 and isinstance(value.item(), numbers.Real)
+
+
 def check_distillation_settings(temperature: Any, weights: dict[str, Any]) -> None:
     """Raise `ValueError` for a temperature or loss weights that cannot train a student.
 
+    Every value that passes trains without producing NaN: the temperature lies in `TEMPERATURE_RANGE` and each weight
+    in `[0, MAX_LOSS_WEIGHT]` (see their comment). Any real-number type is accepted (`2`, `2.0`, `numpy.float32(2)`,
+    `fractions.Fraction(1, 2)`, a 0-d tensor).
+
     Args:
-        temperature: The softmax temperature; must be a finite number > 0.
+        temperature: The softmax temperature; a finite number in `TEMPERATURE_RANGE`.
         weights: Loss weights keyed by argument name (`"alpha_kd"`, ...); each a finite number >= 0, not all 0.
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+    low, high = TEMPERATURE_RANGE
+    if not _is_real_number(temperature):
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    temperature = float(temperature)
     if not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(
             f"temperature must be a positive finite number, got {temperature}; "
             "use a value such as 2.0 (DistilBERT) or 1.0 (no softening)"
         )
+    if not low <= temperature <= high:
+        raise ValueError(
+            f"temperature must be between {low:g} and {high:g}, got {temperature:g}: outside that range the softened "
+            "targets saturate (small T) or the T^2-scaled KL rounds to 0 (large T). Use a value such as 2.0"
+        )
     for name, value in weights.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not _is_real_number(value) or not math.isfinite(float(value)):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        value = float(value)
         if value < 0:
             raise ValueError(
                 f"{name} must be >= 0, got {value}; a negative weight would reward the student for moving away "
                 "from its target. Use 0 to switch the term off."
             )
-    if all(value == 0 for value in weights.values()):
+        if value > MAX_LOSS_WEIGHT:
+            raise ValueError(
+                f"{name} must be at most {MAX_LOSS_WEIGHT:g}, got {value:g}: the weighted loss would overflow fp32 on "
+                "the first large step. Only the ratios of the weights matter; scale them down (and the learning rate "
+                "with them if needed)"
+            )
+    if all(float(value) == 0 for value in weights.values()):
         raise ValueError(
             f"all loss weights are 0 ({', '.join(weights)}), so there is nothing to train on; "
             "set at least one of them > 0, e.g. alpha_kd=5.0"
@@ -112,5 +146,5 @@ def distillation_settings(args: TrainingArguments) -> tuple[float, dict[str, flo
     temperature = getattr(args, "temperature", defaults["temperature"])
     weights = {name: getattr(args, name, defaults[name]) for name in LOSS_WEIGHT_NAMES}
     check_distillation_settings(temperature, weights)
-    active = {name.removeprefix("alpha_"): float(value) for name, value in weights.items() if value > 0}
+    active = {name.removeprefix("alpha_"): float(value) for name, value in weights.items() if float(value) > 0}
     return float(temperature), active

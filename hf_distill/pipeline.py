@@ -7,6 +7,7 @@ The recipe `recipes/glue_distill.py` stays a thin script; everything it does bey
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections import Counter
@@ -26,6 +27,7 @@ from transformers.utils import logging
 
 from .checks import check_label_order, has_custom_label_names
 from .glue import GlueTask, main_metric
+from .modeling import check_model_reference
 
 logger = logging.get_logger(__name__)
 
@@ -153,55 +155,136 @@ def warn_if_near_chance(
     return False
 
 
+def dataset_fingerprint(dataset: Dataset, columns: tuple[str, ...] = ("input_ids", "label")) -> str:
+    """A content hash of a tokenised dataset's model inputs and labels (rows in order), for telling data apart."""
+    digest = hashlib.sha256()
+    # An Arrow slice honours a `select`ed subset (an indices mapping), where `dataset.data` is the whole table.
+    table = dataset.with_format("arrow")[0 : len(dataset)]
+    for column in columns:
+        if column in dataset.column_names:
+            digest.update(column.encode())
+            values = table.column(column).to_pylist()
+            digest.update(json.dumps(values, separators=(",", ":")).encode())
+    return digest.hexdigest()[:16]
+
+
+def teacher_stage_settings(
+    *,
+    task: GlueTask,
+    base: str,
+    epochs: float,
+    learning_rate: float,
+    args: TrainingArguments,
+    train_dataset: Dataset,
+) -> dict[str, Any]:
+    """What a fine-tuned teacher depends on: the task, the base model, the data and the training settings.
+
+    A saved teacher is reused only when all of these match (`check_teacher_reuse`)."""
+    return {
+        "task": task.name,
+        "base": base,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "train_rows": len(train_dataset),
+        "train_data": dataset_fingerprint(train_dataset),
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "world_size": args.world_size,
+        "seed": args.seed,
+    }
+
+
+def check_teacher_reuse(output_dir: str | Path, settings: dict[str, Any]) -> bool:
+    """Whether `output_dir` holds a finished teacher fine-tuned with exactly `settings`.
+
+    Returns `False` when there is none (the teacher will be trained). Run this before any work: a saved teacher of
+    another task, base model, data or setting is refused, never silently reused nor overwritten.
+
+    Raises:
+        ValueError: Naming each setting that differs, and the fix.
+    """
+    marker = Path(output_dir) / TEACHER_DONE_FILE
+    if not marker.is_file():
+        return False
+    try:
+        saved = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        saved = {}
+    recorded = saved.get("settings", {}) if isinstance(saved, dict) else {}
+    differences = [
+        f"{key}: saved {recorded.get(key)!r}, now {value!r}"
+        for key, value in settings.items()
+        if recorded.get(key) != value
+    ]
+    if differences:
+        raise ValueError(
+            f"{output_dir} holds a teacher fine-tuned with other settings ({'; '.join(differences)}), so it cannot be "
+            "reused for this run. Use another --output_dir, or delete that _teacher directory to fine-tune again "
+            "(nothing was changed)"
+        )
+    return True
+
+
 def finetune_teacher(
     teacher: PreTrainedModel,
     *,
+    task: GlueTask,
+    base: str,
     args: TrainingArguments,
     epochs: float,
     output_dir: str | Path,
+    train_dataset: Dataset,
     learning_rate: float | None = None,
     **trainer_kwargs: Any,
-) -> PreTrainedModel:
+) -> tuple[PreTrainedModel, dict[str, Any]]:
     """Fine-tune a pre-trained teacher on the task with a plain `Trainer`, or reuse an earlier run's result.
 
-    The tuned teacher is saved under `output_dir` together with a marker file written last, so that a run interrupted
-    while saving is not mistaken for a finished teacher. A later run with the same `output_dir` loads it instead of
-    training again.
+    The tuned teacher is saved under `output_dir` together with a marker file written last, which records what the
+    teacher depends on (`teacher_stage_settings`: task, base model, data, settings). A run interrupted while saving
+    is not mistaken for a finished teacher, and a teacher of another task, base or data is refused, never reused
+    (`check_teacher_reuse`, which runs before any training).
 
     Args:
         teacher (`PreTrainedModel`): The pre-trained teacher with a (new) task head.
+        task (`GlueTask`): The task.
+        base (`str`): The name or path the teacher was loaded from.
         args (`TrainingArguments`): The run's arguments; a copy with `output_dir` and `num_train_epochs` replaced is
             used, and `args` itself is not changed.
         epochs (`float`): Fine-tuning epochs.
         output_dir (`str` or `Path`): Where the tuned teacher is saved.
+        train_dataset (`Dataset`): The tokenised training set.
         learning_rate (`float`, *optional*): The teacher's learning rate; by default that of `args`.
-        **trainer_kwargs: `train_dataset`, `data_collator`, `processing_class`, ... for `Trainer`.
+        **trainer_kwargs: `data_collator`, `processing_class`, ... for `Trainer`.
 
     Returns:
-        `PreTrainedModel`: The fine-tuned teacher.
+        `tuple[PreTrainedModel, dict[str, Any]]`: The fine-tuned teacher, and the settings it was fine-tuned with.
     """
+    learning_rate = args.learning_rate if learning_rate is None else learning_rate
+    settings = teacher_stage_settings(
+        task=task, base=base, epochs=epochs, learning_rate=learning_rate, args=args, train_dataset=train_dataset
+    )
     output_dir = Path(output_dir)
-    marker = output_dir / TEACHER_DONE_FILE
-    if marker.is_file():
-        logger.info("Reusing the fine-tuned teacher in %s", output_dir)
-        return AutoModelForSequenceClassification.from_pretrained(output_dir)
+    if check_teacher_reuse(output_dir, settings):
+        logger.info("Reusing the fine-tuned teacher in %s (same task, base model, data and settings)", output_dir)
+        return AutoModelForSequenceClassification.from_pretrained(output_dir), settings
     teacher_args = dataclasses.replace(
         args,
         output_dir=str(output_dir),
         num_train_epochs=epochs,
-        learning_rate=args.learning_rate if learning_rate is None else learning_rate,
+        learning_rate=learning_rate,
         max_steps=-1,
         save_strategy="no",
         eval_strategy="no",
         load_best_model_at_end=False,
         push_to_hub=False,
     )
-    trainer = Trainer(model=teacher, args=teacher_args, **trainer_kwargs)
+    trainer = Trainer(model=teacher, args=teacher_args, train_dataset=train_dataset, **trainer_kwargs)
     trainer.train()
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
-        marker.write_text(json.dumps({"epochs": epochs, "base": teacher.config._name_or_path}) + "\n")
-    return trainer.model
+        (output_dir / TEACHER_DONE_FILE).write_text(json.dumps({"settings": settings}, indent=1) + "\n")
+    trainer.accelerator.wait_for_everyone()
+    return trainer.model, settings
 
 
 def evaluate_splits(trainer: Trainer, eval_sets: dict[str, Dataset]) -> dict[str, float]:
@@ -243,27 +326,57 @@ def evaluate_teacher(
     return evaluate_splits(Trainer(model=teacher, args=eval_args, **kwargs), eval_sets)
 
 
-def load_task_model(name_or_path: str, task: GlueTask, **kwargs: Any) -> PreTrainedModel:
+def load_task_model(
+    name_or_path: str, task: GlueTask, *, require_head: bool = False, **kwargs: Any
+) -> PreTrainedModel:
     """Load a sequence classifier for a GLUE task, keeping the label mapping of an already fine-tuned checkpoint.
 
     A checkpoint with named classes (a fine-tuned teacher) keeps its own `id2label`, which is checked against the
     task's label order and count; passing the task's mapping instead would silently relabel its outputs. A
     pre-trained checkpoint (generic or no names) gets the task's head: label count, names and problem type.
 
+    Args:
+        name_or_path (`str`): A Hub id or local directory.
+        task (`GlueTask`): The task.
+        require_head (`bool`, *optional*, defaults to `False`):
+            Refuse a checkpoint without trained classifier weights (a teacher that is not fine-tuned here).
+        **kwargs: For `from_pretrained` (e.g. `cache_dir`).
+
     Raises:
-        ValueError: If a fine-tuned checkpoint has another label count or label order than the task.
+        ValueError: If a fine-tuned checkpoint has another label count or label order than the task, or, with
+            `require_head`, if the checkpoint has no sequence-classification head or lacks some of its weights.
     """
+    check_model_reference(name_or_path, what="teacher")
     config = AutoConfig.from_pretrained(name_or_path, **kwargs)
-    if getattr(config, "architectures", None) and any("ForSequenceClassification" in a for a in config.architectures):
-        if has_custom_label_names(config.id2label):
-            if config.num_labels != task.num_labels:
-                raise ValueError(
-                    f"{name_or_path} classifies {config.num_labels} labels but {task.name} has {task.num_labels}; "
-                    f"pass a model fine-tuned on {task.name}, or a pre-trained one with --teacher_finetune_epochs"
-                )
-            check_label_order(config.id2label, task.label_names)
-            return AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
-    return AutoModelForSequenceClassification.from_pretrained(name_or_path, **task.model_config_kwargs, **kwargs)
+    architectures = getattr(config, "architectures", None) or []
+    is_classifier = any("ForSequenceClassification" in a for a in architectures)
+    if require_head and not is_classifier:
+        raise ValueError(
+            f"the teacher {name_or_path} is a {architectures[0] if architectures else 'base model'} checkpoint "
+            f"without a sequence-classification head, so its classifier would start at random and give random soft "
+            f"targets. Pass a teacher fine-tuned on {task.name}, or add --teacher_finetune_epochs 3 to fine-tune it "
+            "first"
+        )
+    head_kwargs: dict[str, Any] = {}
+    if is_classifier and has_custom_label_names(config.id2label):
+        if config.num_labels != task.num_labels:
+            raise ValueError(
+                f"{name_or_path} classifies {config.num_labels} labels but {task.name} has {task.num_labels}; "
+                f"pass a model fine-tuned on {task.name}, or a pre-trained one with --teacher_finetune_epochs"
+            )
+        check_label_order(config.id2label, task.label_names)
+    else:
+        head_kwargs = task.model_config_kwargs
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        name_or_path, output_loading_info=True, **head_kwargs, **kwargs
+    )
+    missing = sorted(info.get("missing_keys") or [])
+    if require_head and missing:
+        raise ValueError(
+            f"the teacher {name_or_path} has no weights for {missing[:6]} ({len(missing)} missing), which would start "
+            f"at random. Pass a teacher fine-tuned on {task.name}, or add --teacher_finetune_epochs 3"
+        )
+    return model
 
 
 def check_push_arguments(args: TrainingArguments) -> None:

@@ -410,7 +410,10 @@ class DistillationReport:
         student_size_bytes (`int`): The student's weights on disk.
         temperature (`float`): The softmax temperature of the soft targets.
         loss_weights (`dict[str, float]`): The loss weights by argument name (`"alpha_kd"`, ...).
-        teacher (`str`, *optional*): The teacher's Hub id or path.
+        teacher (`str`, *optional*): The Hub id or path of the teacher that was distilled.
+        teacher_finetuning (`dict[str, Any]`, *optional*):
+            When the run fine-tuned the teacher first: what it was fine-tuned with (`base` model, `task`, `epochs`,
+            `learning_rate`, the data fingerprint, ...), from `hf_distill.pipeline.teacher_stage_settings`.
         teacher_layers (`list[int]`, *optional*): The teacher layers the student was initialised from (0-based).
         teacher_num_layers (`int`, *optional*): The teacher's layer count.
         main_metric (`str`, *optional*):
@@ -438,6 +441,7 @@ class DistillationReport:
     temperature: float
     loss_weights: dict[str, float]
     teacher: str | None = None
+    teacher_finetuning: dict[str, Any] | None = None
     teacher_layers: list[int] | None = None
     teacher_num_layers: int | None = None
     main_metric: str | None = None
@@ -487,6 +491,7 @@ class DistillationReport:
         latency: dict[str, Any] | None = None,
         training_time_s: float | None = None,
         teacher_name: str | None = None,
+        teacher_finetuning: dict[str, Any] | None = None,
         main_metric: str | None = None,
     ) -> DistillationReport:
         """Build a report from the two models and the training arguments, measuring sizes on the way.
@@ -506,6 +511,7 @@ class DistillationReport:
             teacher_name (`str`, *optional*):
                 The teacher's Hub id or path; defaults to the one `make_student` recorded, else the teacher's
                 `config.name_or_path`.
+            teacher_finetuning (`dict[str, Any]`, *optional*): See the class docstring.
             main_metric (`str`, *optional*): See the class docstring.
 
         Returns:
@@ -532,6 +538,7 @@ class DistillationReport:
             temperature=args.temperature,
             loss_weights={name: getattr(args, name) for name in LOSS_WEIGHT_NAMES},
             teacher=teacher_name or record.get("teacher") or teacher.config.name_or_path or None,
+            teacher_finetuning=teacher_finetuning,
             teacher_layers=record.get("teacher_layers"),
             teacher_num_layers=record.get("teacher_num_layers", teacher.config.num_hidden_layers),
             main_metric=main_metric,
@@ -807,6 +814,14 @@ def model_card(
     if glue_task is not None:
         citations.append(GLUE_CITATION)
 
+    finetuning_note = None
+    if report.teacher_finetuning:
+        stage = report.teacher_finetuning
+        finetuning_note = (
+            f"The teacher was first fine-tuned from {teacher_link} on `{stage.get('task')}` by this run "
+            f"({stage.get('epochs')} epochs, learning rate {stage.get('learning_rate')}, {stage.get('train_rows')} "
+            "training rows); the teacher scores below are that fine-tuned teacher's."
+        )
     sections = [
         f"# {model_name}",
         f"This model is a student distilled from {teacher_link} with hf-distill (knowledge distillation as a drop-in "
@@ -817,6 +832,7 @@ def model_card(
         "the embeddings and the task head were copied as they are, as in DistilBERT (Sanh et al., 2019). It has "
         f"{report.student_parameters:,} parameters"
         + (f", {share:.1f}% of the teacher's {report.teacher_parameters:,}." if share is not None else "."),
+        *([finetuning_note] if finetuning_note else []),
         f"It was trained on the loss `{objective}` at temperature T = {report.temperature:g}:\n\n{terms}",
         "## Evaluation results",
         f"On the {split or 'evaluation'} split, main metric `{report.main_metric}`. Retention is the student's score "

@@ -155,6 +155,39 @@ def make_student(
     return student
 
 
+def check_student_layers(
+    teacher_config: Any, *, layers: Sequence[int] | None = None, num_layers: int | None = None
+) -> list[int]:
+    """Check `layers` / `num_layers` against a teacher's config alone, before any model is loaded or trained.
+
+    `make_student` runs the same checks (and a few that need the weights); a script calls this first so that a bad
+    layer choice fails before minutes of teacher fine-tuning, not after.
+
+    Args:
+        teacher_config (`PretrainedConfig`): The teacher's config (`AutoConfig.from_pretrained(...)`).
+        layers (`Sequence[int]`, *optional*): As in `make_student`.
+        num_layers (`int`, *optional*): As in `make_student`.
+
+    Returns:
+        `list[int]`: The teacher layers `make_student` will keep.
+
+    Raises:
+        ValueError: As `make_student` does for these arguments, or for an unsupported architecture.
+    """
+    requested = _check_layers_argument(layers, num_layers)
+    model_type = teacher_config.model_type
+    if model_type not in _LAYER_STACKS:
+        raise ValueError(
+            f"make_student does not support model_type {model_type!r}. Supported model types: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}."
+        )
+    kept = _select_layers(teacher_config.num_hidden_layers, requested, num_layers)
+    if model_type == "albert":
+        _check_albert(teacher_config, requested)
+        kept = list(range(len(kept)))
+    return kept
+
+
 def _is_int(value: Any) -> bool:
     # `bool` is an `int` subclass, but `layers=[True, False]` is surely a mistake.
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)

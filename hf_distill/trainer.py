@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, number_of_arguments
 from transformers.utils import find_labels, logging
 
 from .arguments import DistillationTrainingArguments, distillation_settings
@@ -40,6 +40,7 @@ from .modeling import load_model
 logger = logging.get_logger(__name__)
 
 IGNORE_INDEX = -100
+_BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 @dataclass
@@ -58,6 +59,15 @@ class ItemCounts:
     labels: torch.Tensor
     tokens: torch.Tensor
     scale: float = 1.0
+
+    def share(self, total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """`total / count`, this process's share of the accumulated batch's mean.
+
+        An optimizer step can hold no item of a kind (token classification or masked LM at small batches: every label
+        is -100); its sum is then 0 too, and the count is clamped to 1 so the term is 0 instead of 0 / 0 = NaN. The
+        clamp runs on the device: no sync point.
+        """
+        return total / count.clamp(min=1) * self.scale
 
 
 def count_items(batch: dict[str, Any], label_names: list[str]) -> torch.Tensor:
@@ -95,6 +105,36 @@ def count_items(batch: dict[str, Any], label_names: list[str]) -> torch.Tensor:
     else:
         tokens = examples.clone()
     return torch.stack([examples, label_items.to(device), tokens.to(device)])
+
+
+def forward_input_names(model: nn.Module) -> set[str] | None:
+    """The named inputs of a model's `forward`, or `None` when it names none (a `forward(**batch)` takes anything).
+
+    transformers models name every real input and take `**kwargs` only for options (`output_hidden_states`, ...), so
+    the named parameters are what the model can use; an unknown column passed through `**kwargs` is silently ignored
+    or, worse, forwarded to the attention implementation.
+    """
+    parameters = inspect.signature(model.forward).parameters.values()
+    named = {
+        p.name for p in parameters if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    }
+    return named or None
+
+
+def call_student_init(model_init: Any, trial: Any = None) -> nn.Module:
+    """Call a `model_init` the way `Trainer` does (with no argument, or with the trial)."""
+    if number_of_arguments(model_init) == 0:
+        model = model_init()
+    else:
+        model = model_init(trial)
+    if model is None:
+        raise ValueError("model_init returned None; it must return a fresh student model")
+    return model
+
+
+def _takes_return_dict(model: nn.Module) -> bool:
+    """Whether `return_dict=True` can be passed: every `PreTrainedModel` takes it, a plain module if it names it."""
+    return isinstance(model, PreTrainedModel) or "return_dict" in (forward_input_names(model) or ())
 
 
 class DistillationTrainer(Trainer):
@@ -159,8 +199,12 @@ class DistillationTrainer(Trainer):
         teacher_model: PreTrainedModel | str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> None:
-        if model is None:
-            raise ValueError("DistillationTrainer needs the student as `model`; build one with make_student(teacher)")
+        model_init = kwargs.get("model_init", trainer_args[4] if len(trainer_args) > 4 else None)
+        if model is None and model_init is None:
+            raise ValueError(
+                "DistillationTrainer needs the student as `model` (build one with make_student(teacher)) or a "
+                "`model_init` that returns a fresh student"
+            )
         if teacher_model is None:
             raise ValueError(
                 "DistillationTrainer needs a teacher: pass teacher_model=<a fine-tuned PreTrainedModel, Hub id or "
@@ -168,16 +212,18 @@ class DistillationTrainer(Trainer):
             )
         if args is None:
             args = DistillationTrainingArguments(output_dir="tmp_trainer")
-        # Everything is checked before `Trainer.__init__` moves the student, so a failure changes nothing.
+        # Everything is checked before `Trainer.__init__` moves the student or creates `output_dir`, so a failure
+        # changes nothing. With `model_init`, one student is built here to be checked, then discarded.
         self.temperature, self.loss_weights = distillation_settings(args)
+        student = model if model is not None else call_student_init(model_init)
         if isinstance(teacher_model, (str, os.PathLike)):
-            teacher_model = load_model(teacher_model, like=type(model).__name__)
+            teacher_model = load_model(teacher_model, like=type(student).__name__, require_all_weights=True)
         if not isinstance(teacher_model, nn.Module):
             raise ValueError(
                 f"teacher_model must be a PreTrainedModel or a model name/path, got {type(teacher_model).__name__}"
             )
-        check_teacher_student(teacher_model, model, use_hidden_states="cos" in self.loss_weights)
-        label_names = args.label_names if args.label_names is not None else find_labels(type(model))
+        check_teacher_student(teacher_model, student, use_hidden_states="cos" in self.loss_weights)
+        label_names = args.label_names if args.label_names is not None else find_labels(type(student))
         train_dataset = kwargs.get("train_dataset", trainer_args[1] if len(trainer_args) > 1 else None)
         data_collator = kwargs.get("data_collator", trainer_args[0] if trainer_args else None)
         if train_dataset is not None:
@@ -185,19 +231,74 @@ class DistillationTrainer(Trainer):
             if "task" in self.loss_weights:
                 check_dataset_has_labels(train_dataset, label_names, data_collator)
         check_output_dir(args.output_dir)
+        del student
 
         super().__init__(model, args, *trainer_args, **kwargs)
 
+        # Frozen means `requires_grad=False` on every teacher parameter: the user's teacher object gets the flag (its
+        # weights are never changed), so that no optimizer built from it could update it.
         teacher_model.requires_grad_(False)
         teacher_model.eval()
         # `evaluation_mode=True`: device placement and the mixed-precision forward wrapper, but no DDP wrapping, as
         # the teacher never receives gradients to synchronise.
         self.teacher_model = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
-        forward_params = inspect.signature(self.accelerator.unwrap_model(self.teacher_model).forward).parameters
-        takes_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in forward_params.values())
-        self._teacher_input_names = None if takes_kwargs else set(forward_params)
+        self._teacher_input_names = forward_input_names(self.accelerator.unwrap_model(self.teacher_model))
         self._loss_parts: dict[str, torch.Tensor] = {}
         self._loss_parts_start_step: int | None = None
+
+    # ---- model_init and hyperparameter search ----------------------------------------------------------------------
+
+    def call_model_init(self, trial: Any = None) -> nn.Module:
+        """`Trainer.call_model_init`, with each new student (one per search trial) checked against the teacher."""
+        model = super().call_model_init(trial)
+        teacher = getattr(self, "teacher_model", None)
+        if teacher is not None:
+            check_teacher_student(
+                self.accelerator.unwrap_model(teacher), model, use_hidden_states="cos" in self.loss_weights
+            )
+        return model
+
+    def _hp_search_setup(self, trial: Any) -> None:
+        """`Trainer._hp_search_setup`, then the distillation settings re-read: a trial may set `temperature` or an
+        `alpha_*` weight, and they are checked like any other value."""
+        super()._hp_search_setup(trial)
+        self.temperature, self.loss_weights = distillation_settings(self.args)
+
+    # ---- inputs: each model gets the columns its own forward takes -------------------------------------------------
+
+    def _set_signature_columns_if_needed(self) -> None:
+        """Keep the dataset columns that the student *or* the teacher accepts (`remove_unused_columns`).
+
+        `Trainer` keeps only what the student's `forward` names, so a BERT teacher paired with a DistilBERT student
+        would never receive `token_type_ids` and would score inputs it was never trained on. Each model is then
+        given its own inputs (`_student_inputs`, `_teacher_outputs`).
+        """
+        super()._set_signature_columns_if_needed()
+        teacher = getattr(self, "teacher_model", None)
+        names = forward_input_names(self.accelerator.unwrap_model(teacher)) if teacher is not None else None
+        if names:
+            self._signature_columns = list(dict.fromkeys([*self._signature_columns, *sorted(names)]))
+
+    def _student_inputs(self, model: nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The inputs the student's `forward` names, plus the label columns (a column only the teacher takes is
+        dropped)."""
+        names = forward_input_names(self.accelerator.unwrap_model(model))
+        if names is None:
+            return dict(inputs)
+        keep = names | set(self.label_names)
+        return {key: value for key, value in inputs.items() if key in keep}
+
+    def prediction_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor | Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """`Trainer.prediction_step` on the student's own inputs (the teacher is not run in evaluation)."""
+        return super().prediction_step(
+            model, self._student_inputs(model, inputs), prediction_loss_only, ignore_keys=ignore_keys
+        )
 
     # ---- gradient accumulation -------------------------------------------------------------------------------------
 
@@ -226,7 +327,12 @@ class DistillationTrainer(Trainer):
         """Distillation loss in training; the student's own task loss (plain `Trainer`) in evaluation."""
         if not model.training:
             # evaluate()/predict(): eval_loss is the student's own loss and the teacher is not run.
-            return super().compute_loss(model, inputs, return_outputs=return_outputs)
+            return super().compute_loss(
+                model,
+                self._student_inputs(model, inputs),
+                return_outputs=return_outputs,
+                num_items_in_batch=num_items_in_batch,
+            )
 
         has_labels = any(name in inputs for name in self.label_names)
         if "task" in self.loss_weights and not has_labels:
@@ -243,7 +349,10 @@ class DistillationTrainer(Trainer):
             steps = getattr(self, "current_gradient_accumulation_steps", 1)
             counts = ItemCounts(*local.unbind(), scale=1.0 / steps)
 
-        student_inputs = dict(inputs)
+        student_inputs = self._student_inputs(model, inputs)
+        if _takes_return_dict(self.accelerator.unwrap_model(model)):
+            # A model configured with `return_dict=False` returns tuples; the loss reads outputs by name.
+            student_inputs["return_dict"] = True
         held_labels = None
         if "task" not in self.loss_weights:
             for name in self.label_names:
@@ -264,7 +373,7 @@ class DistillationTrainer(Trainer):
 
         parts: dict[str, torch.Tensor] = {}
         if "task" in self.loss_weights:
-            parts["task"] = self._task_term(outputs, held_labels, local, counts)
+            parts["task"] = self._task_term(outputs, held_labels, local, counts, received=list(student_inputs))
         if teacher is not None:
             parts.update(self._teacher_terms(outputs, teacher, inputs, counts))
 
@@ -273,7 +382,13 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _task_term(
-        self, outputs: Any, held_labels: torch.Tensor | None, local: torch.Tensor, counts: ItemCounts
+        self,
+        outputs: Any,
+        held_labels: torch.Tensor | None,
+        local: torch.Tensor,
+        counts: ItemCounts,
+        *,
+        received: list[str],
     ) -> torch.Tensor:
         """The student's own loss, rescaled from its micro-batch mean to a share of the accumulated batch.
 
@@ -286,15 +401,22 @@ class DistillationTrainer(Trainer):
         elif held_labels is not None:
             mean = self.label_smoother(outputs, held_labels)
         else:
-            mean = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+            mean = outputs.get("loss") if isinstance(outputs, dict) else outputs[0]
         if mean is None:
-            raise ValueError(f"the student {type(self.model).__name__} returned no loss although labels were given")
+            student_name = type(self.accelerator.unwrap_model(self.model)).__name__
+            given = sorted(set(received) - {"return_dict", "output_hidden_states"})
+            raise ValueError(
+                f"the student {student_name} returned no loss; it received the inputs {given} and label_names is "
+                f"{self.label_names}. A transformers model computes its loss from `labels`: rename the label column "
+                "to 'labels', or pass compute_loss_func=... to compute the task loss from the outputs, or set "
+                "alpha_task=0 to distil without labels"
+            )
         # A micro-batch whose labels are all -100 has a NaN mean (0 / 0); it contributes nothing. This reads one
         # scalar from the device, a sync point `Trainer` already pays for its NaN filter on the loss.
         local_items = local[1]
         if local_items.item() == 0:
             return mean.nan_to_num(0.0) * 0.0
-        return mean * local_items / counts.labels * counts.scale
+        return counts.share(mean * local_items, counts.labels)
 
     def _teacher_outputs(self, inputs: dict[str, Any], want_hidden: bool) -> dict[str, torch.Tensor]:
         """Run the frozen teacher and return the tensors the loss needs, as ordinary (non-inference) tensors."""
@@ -304,6 +426,8 @@ class DistillationTrainer(Trainer):
         }
         if want_hidden:
             teacher_inputs["output_hidden_states"] = True
+        if _takes_return_dict(self.accelerator.unwrap_model(self.teacher_model)):
+            teacher_inputs["return_dict"] = True
         # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy targets.
         self.teacher_model.eval()
         with torch.inference_mode():
@@ -329,48 +453,69 @@ class DistillationTrainer(Trainer):
     ) -> dict[str, torch.Tensor]:
         """`L_kd`, `L_mse` and `L_cos` as shares of the accumulated batch."""
         parts: dict[str, torch.Tensor] = {}
-        attention_mask = inputs.get("attention_mask")
-        if "kd" in self.loss_weights or "mse" in self.loss_weights:
-            pairs, mask, denominator = self._logit_pairs(outputs, teacher, inputs, counts)
-            config = self.accelerator.unwrap_model(self.model).config
+        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
+        for name in ("kd", "mse"):
+            if name not in self.loss_weights:
+                continue
+            pairs, mask, count = self._logit_pairs(outputs, teacher, inputs, counts, for_mse=name == "mse")
             regression = pairs[0][0].shape[-1] == 1 and pairs[0][0].dim() == 2
-            multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
-            for name in ("kd", "mse"):
-                if name not in self.loss_weights:
-                    continue
-                total = 0.0
-                for student_logits, teacher_logits in pairs:
-                    if name == "mse" or regression:
-                        term = mse_loss(student_logits, teacher_logits, mask=mask, reduction="sum")
-                    elif multi_label:
-                        term = binary_kd_loss(
-                            student_logits, teacher_logits, temperature=self.temperature, mask=mask, reduction="sum"
-                        )
-                    else:
-                        term = kd_loss(
-                            student_logits, teacher_logits, temperature=self.temperature, mask=mask, reduction="sum"
-                        )
-                    total = total + term
-                parts[name] = total / len(pairs) / denominator * counts.scale
+            total = 0.0
+            for student_logits, teacher_logits in pairs:
+                if name == "mse" or regression:
+                    term = mse_loss(student_logits, teacher_logits, mask=mask, reduction="sum")
+                elif multi_label:
+                    term = binary_kd_loss(
+                        student_logits, teacher_logits, temperature=self.temperature, mask=mask, reduction="sum"
+                    )
+                else:
+                    term = kd_loss(
+                        student_logits, teacher_logits, temperature=self.temperature, mask=mask, reduction="sum"
+                    )
+                total = total + term
+            parts[name] = counts.share(total / len(pairs), count)
         if "cos" in self.loss_weights:
-            student_hidden = outputs["hidden_states"][-1]
+            hidden_states = outputs.get("hidden_states") if isinstance(outputs, dict) else None
+            if not hidden_states:
+                raise ValueError(
+                    f"alpha_cos > 0 needs the student's hidden states, but "
+                    f"{type(self.accelerator.unwrap_model(self.model)).__name__} returned none for "
+                    "output_hidden_states=True; set alpha_cos=0, or use a model whose outputs carry `hidden_states`"
+                )
+            student_hidden = hidden_states[-1]
+            attention_mask = inputs.get("attention_mask")
             mask = None
             if isinstance(attention_mask, torch.Tensor):
                 mask = attention_mask.reshape(student_hidden.shape[:-1]).bool()
             term = cosine_loss(student_hidden, teacher["hidden"], mask=mask, reduction="sum")
-            parts["cos"] = term / counts.tokens * counts.scale
+            parts["cos"] = counts.share(term, counts.tokens)
         return parts
 
     def _logit_pairs(
-        self, outputs: Any, teacher: dict[str, torch.Tensor], inputs: dict[str, Any], counts: ItemCounts
+        self,
+        outputs: Any,
+        teacher: dict[str, torch.Tensor],
+        inputs: dict[str, Any],
+        counts: ItemCounts,
+        *,
+        for_mse: bool,
     ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor | None, torch.Tensor]:
-        """Student/teacher logits to match, the item mask, and the item count that normalises their sum."""
+        """Student/teacher logits to match, the item mask, and the item count that normalises their sum.
+
+        Every choice excludes padding, so that a batch padded further gives the same terms.
+        """
         attention_mask = inputs.get("attention_mask")
         if "start_logits" in teacher:
-            # Question answering: distributions over positions. Padding positions are pushed to -inf-like values in
-            # both models so that they carry no probability mass.
+            keys = ("start_logits", "end_logits")
+            if for_mse:
+                # Logit regression over positions: each non-padding position is an item.
+                pairs = [(outputs[key].unsqueeze(-1), teacher[key].unsqueeze(-1)) for key in keys]
+                mask = attention_mask.bool() if isinstance(attention_mask, torch.Tensor) else None
+                return pairs, mask, counts.tokens
+            # Distributions over positions, one per example. Padding positions are pushed to -inf-like values in both
+            # models so that they carry no probability mass.
             pairs = []
-            for key in ("start_logits", "end_logits"):
+            for key in keys:
                 student_logits, teacher_logits = outputs[key].float(), teacher[key].float()
                 if isinstance(attention_mask, torch.Tensor):
                     padding = ~attention_mask.bool()
@@ -454,9 +599,13 @@ class DistillationTrainer(Trainer):
         """
         in_kwargs = "resume_from_checkpoint" in kwargs
         resume = kwargs.get("resume_from_checkpoint") if in_kwargs else (args[0] if args else None)
+        if isinstance(resume, str) and resume.strip().lower() in _BOOLEAN_WORDS and not os.path.isdir(resume):
+            # `--resume_from_checkpoint true` on the command line arrives as the string "true" (the field is a path
+            # in `TrainingArguments`); it means `True`, as `run_glue.py` users expect.
+            resume = _BOOLEAN_WORDS[resume.strip().lower()]
         if resume is None or resume is False:
-            return args, kwargs
-        if resume is True:
+            path = None
+        elif resume is True:
             output_dir = self.args.output_dir
             path = latest_complete_checkpoint(output_dir, allow_unmarked=True)
             if path is None:
@@ -468,9 +617,12 @@ class DistillationTrainer(Trainer):
             logger.info(f"Resuming from {path}, the newest complete checkpoint in {output_dir}")
         else:
             path = os.fspath(resume)
-        verify_checkpoint(path)
+        if path is not None:
+            verify_checkpoint(path)
         if in_kwargs:
             return args, {**kwargs, "resume_from_checkpoint": path}
+        if not args:
+            return args, kwargs
         return (path, *args[1:]), kwargs
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:

@@ -28,7 +28,7 @@ from transformers import (
 )
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
-from hf_distill.checks import check_same_tokenization
+from hf_distill.checks import check_same_tokenization, check_teacher_student
 from hf_distill.glue import get_task, load_glue, make_compute_metrics
 from hf_distill.pipeline import (
     check_push_arguments,
@@ -42,6 +42,7 @@ from hf_distill.pipeline import (
 )
 from hf_distill.processes import end_processes_together
 from hf_distill.report import DistillationReport, format_table, measure_latency, model_card
+from hf_distill.student import check_student_layers
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +100,19 @@ def main() -> None:
     )
     warn_if_cpu_launch_is_single_process(training_args)
     set_seed(training_args.seed)
-    check_push_arguments(training_args)
 
+    # Every check that can run before any work does, so a bad flag fails before a teacher is fine-tuned and before
+    # anything is written (Trainer creates --output_dir).
+    check_push_arguments(training_args)
     task = get_task(data_args.task_name)
+    finetune = model_args.teacher_finetune_epochs > 0
+    teacher = load_task_model(
+        model_args.teacher_model_name_or_path, task, require_head=not finetune, cache_dir=model_args.cache_dir
+    )
+    if not model_args.student_model_name_or_path:
+        check_student_layers(
+            teacher.config, layers=model_args.student_layers, num_layers=model_args.student_num_layers
+        )
     raw = load_glue(
         task,
         glue_dir=data_args.glue_dir,
@@ -122,15 +133,22 @@ def main() -> None:
     eval_sets = {split: data[split] for split in task.validation_splits}
     collator = DataCollatorWithPadding(tokenizer)
     compute_metrics = make_compute_metrics(task)
-
-    teacher = load_task_model(model_args.teacher_model_name_or_path, task, cache_dir=model_args.cache_dir)
-    if model_args.teacher_finetune_epochs > 0:
-        teacher = finetune_teacher(
+    student = None
+    if model_args.student_model_name_or_path:
+        student_tokenizer = AutoTokenizer.from_pretrained(model_args.student_model_name_or_path)
+        check_same_tokenization(tokenizer, student_tokenizer, raw["train"][task.sentence1_key][:32])
+        student = load_task_model(model_args.student_model_name_or_path, task, cache_dir=model_args.cache_dir)
+        check_teacher_student(teacher, student, use_hidden_states=training_args.alpha_cos > 0)
+    teacher_dir, teacher_stage = Path(training_args.output_dir) / "_teacher", None
+    if finetune:
+        teacher, teacher_stage = finetune_teacher(
             teacher,
+            task=task,
+            base=model_args.teacher_model_name_or_path,
             args=training_args,
             epochs=model_args.teacher_finetune_epochs,
             learning_rate=model_args.teacher_learning_rate,
-            output_dir=Path(training_args.output_dir) / "_teacher",
+            output_dir=teacher_dir,
             train_dataset=data["train"],
             data_collator=collator,
             processing_class=tokenizer,
@@ -140,12 +158,7 @@ def main() -> None:
     )
     labels = list(next(iter(eval_sets.values()))["label"])
     warn_if_near_chance(task, teacher_metrics, labels, error=model_args.fail_on_chance_teacher)
-
-    if model_args.student_model_name_or_path:
-        student_tokenizer = AutoTokenizer.from_pretrained(model_args.student_model_name_or_path)
-        check_same_tokenization(tokenizer, student_tokenizer, raw["train"][task.sentence1_key][:32])
-        student = load_task_model(model_args.student_model_name_or_path, task, cache_dir=model_args.cache_dir)
-    else:
+    if student is None:
         student = make_student(teacher, layers=model_args.student_layers, num_layers=model_args.student_num_layers)
 
     trainer = DistillationTrainer(
@@ -184,7 +197,8 @@ def main() -> None:
             args=training_args,
             latency=latency,
             training_time_s=train_result.metrics.get("train_runtime"),
-            teacher_name=model_args.teacher_model_name_or_path,
+            teacher_name=str(teacher_dir) if finetune else model_args.teacher_model_name_or_path,
+            teacher_finetuning=teacher_stage,
         )
         report.save_json(Path(training_args.output_dir) / "results.json")
         print(format_table(report))

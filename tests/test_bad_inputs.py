@@ -4,6 +4,7 @@ document lists exactly the cases tested here."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 
@@ -14,6 +15,7 @@ from transformers import (
     AutoTokenizer,
     BertForMaskedLM,
     BertForSequenceClassification,
+    BertModel,
     BertTokenizerFast,
     GPT2Config,
     GPT2LMHeadModel,
@@ -23,7 +25,15 @@ from transformers import (
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
 from hf_distill.checks import check_label_order, check_same_tokenization
 from hf_distill.glue import get_task, load_glue
-from hf_distill.pipeline import check_push_arguments, tokenize_glue, warn_if_near_chance
+from hf_distill.pipeline import (
+    TEACHER_DONE_FILE,
+    check_push_arguments,
+    check_teacher_reuse,
+    load_task_model,
+    tokenize_glue,
+    warn_if_near_chance,
+)
+from hf_distill.student import check_student_layers
 
 from .conftest import REPO_ROOT, pad_collate, random_token_dataset, tiny_bert_config
 
@@ -99,6 +109,41 @@ def _glue_dir_missing_task(tmp_path):
     load_glue(get_task("rte"), glue_dir=tmp_path / "glue")
 
 
+def _case_teacher_without_head(tmp_path):
+    BertModel(tiny_bert_config()).save_pretrained(tmp_path / "base")
+    return _trainer(tmp_path, teacher=str(tmp_path / "base"))
+
+
+def _case_student_returns_no_loss(tmp_path):
+    rows = random_token_dataset(8).rename_column("labels", "target")
+
+    def collate(features):
+        batch = pad_collate([{"input_ids": f["input_ids"]} for f in features])
+        batch["target"] = torch.tensor([f["target"] for f in features])
+        return batch
+
+    trainer = DistillationTrainer(
+        model=_student(),
+        teacher_model=_teacher(),
+        args=_args(tmp_path, label_names=["target"], use_cpu=True, max_steps=1),
+        train_dataset=rows,
+        data_collator=collate,
+    )
+    trainer.train()
+
+
+def _case_teacher_reuse(tmp_path):
+    teacher_dir = tmp_path / "_teacher"
+    teacher_dir.mkdir()
+    (teacher_dir / TEACHER_DONE_FILE).write_text(json.dumps({"settings": {"task": "mrpc", "epochs": 1.0}}))
+    check_teacher_reuse(teacher_dir, {"task": "rte", "epochs": 1.0})
+
+
+def _case_recipe_teacher_without_head(tmp_path):
+    BertModel(tiny_bert_config()).save_pretrained(tmp_path / "base")
+    load_task_model(str(tmp_path / "base"), get_task("rte"), require_head=True)
+
+
 def _tokenize(tmp_path, texts: list[str], max_seq_length: int = 32):
     tokenizer = _word_tokenizer(tmp_path, ["good", "bad"])
     tokenizer.model_max_length = 64
@@ -120,6 +165,13 @@ CASES = [
     ("weight-negative", "arguments", lambda t: _args(t, alpha_kd=-1.0), "alpha_kd must be >= 0, got -1.0"),
     ("weight-not-finite", "arguments", lambda t: _args(t, alpha_cos=math.inf), "alpha_cos must be a finite number"),
     (
+        "temperature-out-of-range",
+        "arguments",
+        lambda t: _args(t, temperature=1e-4),
+        "temperature must be between 0.01 and 1000",
+    ),
+    ("weight-too-large", "arguments", lambda t: _args(t, alpha_kd=1e9), "alpha_kd must be at most 1e+06"),
+    (
         "weights-all-zero",
         "arguments",
         lambda t: _args(t, alpha_kd=0, alpha_task=0, alpha_cos=0, alpha_mse=0),
@@ -131,6 +183,20 @@ CASES = [
         lambda t: DistillationTrainer(model=_student(), args=_args(t)),
         "DistillationTrainer needs a teacher",
     ),
+    (
+        "no-student",
+        "trainer",
+        lambda t: DistillationTrainer(teacher_model=_teacher(), args=_args(t)),
+        "needs the student as `model`",
+    ),
+    (
+        "teacher-path-missing",
+        "trainer",
+        lambda t: _trainer(t, teacher=str(t / "no" / "such" / "teacher")),
+        "does not exist",
+    ),
+    ("teacher-without-head-weights", "trainer", _case_teacher_without_head, "has no weights for"),
+    ("student-returns-no-loss", "trainer", _case_student_returns_no_loss, "returned no loss"),
     (
         "teacher-is-student",
         "trainer",
@@ -225,6 +291,24 @@ CASES = [
         "recipe --fail_on_chance_teacher",
         lambda t: warn_if_near_chance(get_task("sst2"), {"eval_accuracy": 0.5}, [0, 1, 0, 1], error=True),
         "the teacher is near chance",
+    ),
+    (
+        "teacher-reuse-other-settings",
+        "recipe --teacher_finetune_epochs",
+        _case_teacher_reuse,
+        "holds a teacher fine-tuned with other settings",
+    ),
+    (
+        "teacher-without-head",
+        "recipe --teacher_model_name_or_path",
+        _case_recipe_teacher_without_head,
+        "without a sequence-classification head",
+    ),
+    (
+        "student-layers-before-work",
+        "recipe --student_layers",
+        lambda t: check_student_layers(tiny_bert_config(), layers=[9]),
+        "out of range",
     ),
     ("unknown-task", "recipe --task_name", lambda t: get_task("sst3"), "sst3"),
     ("glue-dir-wrong-layout", "recipe --glue_dir", _glue_dir_missing_task, "RTE"),

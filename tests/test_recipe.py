@@ -82,6 +82,9 @@ def common_args(output_dir: Path, teacher: Path) -> list[str]:
         "true",
         "--latency_repeats",
         "1",
+        # The tiny teacher is a base model: it is fine-tuned (3 steps) before distillation.
+        "--teacher_finetune_epochs",
+        "1",
     ]
 
 
@@ -271,3 +274,69 @@ def test_recipe_on_the_real_teacher_for_tasks_with_local_train_data(
     assert results["teacher_layers"] == [0, 2, 4]
     assert results["student_parameters"] < results["teacher_parameters"]
     assert GLUE_TASKS[task_name].main_metric in results["student_metrics"]
+
+
+def test_a_teacher_fine_tuned_for_another_task_is_not_reused(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
+    """An MRPC teacher saved in the output directory was silently reused for RTE: the RTE student got MRPC's
+    labels and `results.json` named the base model as the teacher. A saved teacher of another task (or base, data,
+    setting) must be refused before any work, leaving it as it was; `results.json` names the teacher used."""
+    output_dir = tmp_path / "shared_dir"
+    mrpc = ["--task_name", "mrpc", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    run_recipe(monkeypatch, *mrpc)
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["teacher"] == str(output_dir / "_teacher")
+    assert results["teacher_finetuning"]["base"] == str(tiny_teacher_dir)
+    assert results["teacher_finetuning"]["task"] == "mrpc"
+    assert "fine-tuned from" in (output_dir / "README.md").read_text()
+    weights = output_dir / "_teacher" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+
+    rte = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    with pytest.raises(ValueError, match="task: saved 'mrpc', now 'rte'"):
+        run_recipe(monkeypatch, *rte, "--teacher_finetune_epochs", "2")
+    assert weights.stat().st_mtime_ns == before
+    # Other data (another sample limit) is another teacher too.
+    with pytest.raises(ValueError, match="train_rows"):
+        run_recipe(monkeypatch, *mrpc, "--max_train_samples", "16")
+
+
+def test_a_base_teacher_without_fine_tuning_is_refused_before_anything(
+    glue_dir, tiny_teacher_dir, tmp_path, monkeypatch
+):
+    """A base model as teacher without --teacher_finetune_epochs trained the student from a random classifier; it
+    must be refused before the output directory is created, naming the fix."""
+    output_dir = tmp_path / "rte"
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    with pytest.raises(ValueError, match="--teacher_finetune_epochs"):
+        run_recipe(monkeypatch, *args, "--teacher_finetune_epochs", "0")
+    assert not output_dir.exists()
+
+
+@pytest.mark.parametrize("layers", [["0", "0"], ["9"]])
+def test_bad_student_layers_fail_before_the_teacher_is_fine_tuned(
+    layers, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch
+):
+    """`--student_layers 0 0` or `9` was rejected only after the teacher had been fine-tuned and evaluated (minutes
+    on real data), and left an empty output directory; it must fail first and create nothing."""
+    output_dir = tmp_path / "rte"
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    with pytest.raises(ValueError, match="strictly increasing|out of range"):
+        run_recipe(monkeypatch, *args, "--student_layers", *layers)
+    assert not output_dir.exists()
+
+
+def test_resume_from_checkpoint_true_on_the_command_line(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
+    """`--resume_from_checkpoint true` was taken as a path named "true"; it must resume from the newest checkpoint
+    of --output_dir, as `run_glue.py` users expect."""
+    output_dir = tmp_path / "rte"
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    run_recipe(monkeypatch, *args, "--save_strategy", "steps", "--save_steps", "1")
+    first_run = (output_dir / "checkpoint-2" / "model.safetensors").stat().st_mtime_ns
+    run_recipe(
+        monkeypatch, *args, "--save_strategy", "steps", "--save_steps", "1", "--max_steps", "3",
+        "--resume_from_checkpoint", "true",
+    )  # fmt: skip
+    state = json.loads((output_dir / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    # Resumed: steps 1 and 2 were not trained (nor saved) again.
+    assert (output_dir / "checkpoint-2" / "model.safetensors").stat().st_mtime_ns == first_run
