@@ -73,6 +73,12 @@ class DistillationTrainingArguments(TrainingArguments):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_distillation_settings(self.temperature, {name: getattr(self, name) for name in LOSS_WEIGHT_NAMES})
+        # `numpy.float32(2.0)` or a 0-d tensor passes the check; stored as the `float` it equals, so that the
+        # arguments still serialise (`to_json_string`, which TensorBoard and the Hub card call).
+        self.temperature = float(self.temperature)
+        for name in LOSS_WEIGHT_NAMES:
+            setattr(self, name, float(getattr(self, name)))
+        check_batch_settings(self)
 
 
 def _is_real_number(value: Any) -> bool:
@@ -129,6 +135,15 @@ def check_distillation_settings(temperature: Any, weights: dict[str, Any]) -> No
             f"all loss weights are 0 ({', '.join(weights)}), so there is nothing to train on; "
             "set at least one of them > 0, e.g. alpha_kd=5.0"
         )
+
+
+def check_batch_settings(args: TrainingArguments) -> None:
+    """Raise `ValueError` for batch settings that `Trainer` accepts and only fails on in its dataloader, after a
+    teacher may already have been fine-tuned: batch sizes and accumulation steps must be positive integers."""
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        value = getattr(args, name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}; pass --{name} 8 (or another size)")
 
 
 def distillation_settings(args: TrainingArguments) -> tuple[float, dict[str, float]]:

@@ -55,6 +55,9 @@ _WEIGHT_FILES = (
     "adapter_model.safetensors",
     "adapter_model.bin",
 )
+# Model weights, sharded or not: a checkpoint re-sharded after it was marked holds other names of the same weights.
+_WEIGHT_NAME_RE = re.compile(r"^(model|pytorch_model|adapter_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
+_MODEL_CONFIG_FILES = ("config.json", "generation_config.json")
 _OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin")
 _SCHEDULER_NAME = "scheduler.pt"
 # Sub-directories in which DeepSpeed (`global_step*`) and FSDP (`pytorch_model_fsdp*`, `optimizer*`) keep state.
@@ -217,7 +220,8 @@ def verify_checkpoint(path: str | os.PathLike) -> None:
     path = os.fspath(path)
     marked, problems = _inspect(path, require_training_state=True)
     if problems:
-        raise ValueError(f"cannot resume from checkpoint {path}: {'; '.join(problems)}. {_RESUME_HINT}")
+        # "Can't find a valid checkpoint at" is `Trainer`'s own phrase, which users and tools match.
+        raise ValueError(f"Can't find a valid checkpoint at {path}: {'; '.join(problems)}. {_RESUME_HINT}")
     if not marked:
         logger.warning(
             f"Checkpoint {path} has no {MARKER_NAME} (it was not written by hf_distill's DistillationTrainer), so its "
@@ -275,18 +279,37 @@ def _marked_problems(path: str, marker: str, require_training_state: bool) -> li
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return [f"{MARKER_NAME} is unreadable ({exc})"]
     problems = []
+    weights_changed = False
     for name, size in sorted(files.items()):
         full = os.path.join(path, *name.split("/"))
+        # `save_pretrained` (re-sharding) rewrites the config beside the weights; both are checked as they are now.
+        is_weights = _WEIGHT_NAME_RE.match(name) is not None or name in _MODEL_CONFIG_FILES
         if not os.path.isfile(full):
-            problems.append(f"{name} is missing")
+            weights_changed |= is_weights
+            if not is_weights:
+                problems.append(f"{name} is missing")
             continue
         actual = os.path.getsize(full)
         if actual != size:
-            problems.append(f"{name} has {actual} bytes, {size} were written (truncated or overwritten)")
+            weights_changed |= is_weights
+            if not is_weights:
+                problems.append(f"{name} has {actual} bytes, {size} were written (truncated or overwritten)")
             continue
         problem = _file_problem(full)
         if problem:
             problems.append(f"{name} {problem}")
+    if weights_changed:
+        # The weights were re-sharded (or re-saved) after the marker was written: what resume needs is weights that
+        # load, so the current files are verified through their index instead of by the marker's list of names.
+        weight_problems = _weight_problems(path)
+        if weight_problems:
+            problems += [
+                f"the weights changed after the checkpoint was marked complete, and {p}" for p in weight_problems
+            ]
+        else:
+            logger.info(
+                f"The weights of {path} were re-saved after it was marked complete; they load through their index"
+            )
     if TRAINER_STATE_NAME not in files:
         problems.append(f"{TRAINER_STATE_NAME} was not saved")
     elif not problems:
@@ -308,8 +331,6 @@ def _unmarked_problems(path: str) -> list[str]:
     problems = []
     names = set(os.listdir(path))
     state_dirs = [n for n in names if n.startswith(_STATE_DIR_PREFIXES) and os.path.isdir(os.path.join(path, n))]
-    if not names & set(_WEIGHT_FILES) and not state_dirs:
-        problems.append(f"no model weights ({', '.join(_WEIGHT_FILES[:2])}, ...) were found")
     if TRAINER_STATE_NAME not in names:
         problems.append(f"{TRAINER_STATE_NAME} is missing (Trainer writes it last)")
     else:
@@ -324,19 +345,33 @@ def _unmarked_problems(path: str) -> list[str]:
         )
     if _SCHEDULER_NAME not in names and not deepspeed:
         problems.append(f"{_SCHEDULER_NAME} is missing, so resuming would silently restart the learning-rate schedule")
-    # Safetensors shards named by an index, and every archive at the top level.
-    to_check = sorted(n for n in names if os.path.isfile(os.path.join(path, n)))
-    index = os.path.join(path, "model.safetensors.index.json")
-    if os.path.isfile(index):
+    problems += _weight_problems(path, check_all_files=True)
+    return problems
+
+
+def _weight_problems(path: str, *, check_all_files: bool = False) -> list[str]:
+    """Problems that would stop the model weights in `path` from loading: no weights, an unreadable index, a shard
+    it names that is missing, or a file whose structure is broken. With `check_all_files`, every top-level file is
+    checked structurally, not only the weights."""
+    names = sorted(n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
+    weights = [n for n in names if _WEIGHT_NAME_RE.match(n)]
+    problems = []
+    if not weights and not any(
+        n.startswith(_STATE_DIR_PREFIXES) and os.path.isdir(os.path.join(path, n)) for n in os.listdir(path)
+    ):
+        return [f"no model weights ({', '.join(_WEIGHT_FILES[:2])}, ...) were found"]
+    configs = [n for n in names if n in _MODEL_CONFIG_FILES]
+    to_check = list(names if check_all_files else [*weights, *configs])
+    for index_name in (n for n in weights if n.endswith(".index.json")):
         try:
-            with open(index, encoding="utf-8") as handle:
+            with open(os.path.join(path, index_name), encoding="utf-8") as handle:
                 to_check += sorted(set(json.load(handle)["weight_map"].values()) - set(to_check))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            problems.append(f"model.safetensors.index.json is unreadable ({exc})")
+            problems.append(f"{index_name} is unreadable ({exc})")
     for name in to_check:
         full = os.path.join(path, name)
         if not os.path.isfile(full):
-            problems.append(f"{name} is missing (named in model.safetensors.index.json)")
+            problems.append(f"{name} is missing (named in the weights index)")
             continue
         problem = _file_problem(full)
         if problem:

@@ -19,7 +19,9 @@ _CLASSIFICATION_HEADS = ("ForSequenceClassification", "ForTokenClassification")
 
 
 def _text_config_value(model: PreTrainedModel, name: str) -> Any:
-    config = model.config
+    config = getattr(model, "config", None)
+    if config is None:  # a plain `nn.Module`: nothing to compare statically
+        return None
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     return getattr(text_config, name, None)
 
@@ -36,6 +38,10 @@ def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *,
         teacher (`PreTrainedModel`): The teacher.
         student (`PreTrainedModel`): The student (unwrapped).
         use_hidden_states (`bool`): Whether a hidden-state loss (cosine) is active, which needs equal hidden sizes.
+
+    Models without a `config` (plain `nn.Module`s, which `Trainer` trains too) are compared on what they have:
+    identity, shared weights and the head; their vocabulary, labels and hidden sizes are checked on the first batch
+    by the loss functions instead (shape mismatches raise there, before the first optimizer step).
 
     Raises:
         ValueError: If the two are the same model or share weights, have different heads, vocabularies, label counts
@@ -55,11 +61,12 @@ def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *,
         )
 
     teacher_head, student_head = head_suffix(teacher), head_suffix(student)
-    if teacher_head != student_head:
+    # A plain `nn.Module` names no head: its outputs are matched by shape on the first batch instead.
+    if teacher_head and student_head and teacher_head != student_head:
         raise ValueError(
             f"the teacher is a {type(teacher).__name__} but the student is a {type(student).__name__}; their outputs "
             f"cannot be matched. Load the teacher with the student's head ({student_head}), for example "
-            f"AutoModel{student_head}.from_pretrained(...)"
+            f"{'AutoModel' if student_head == 'Model' else 'AutoModel' + student_head}.from_pretrained(...)"
         )
 
     teacher_vocab, student_vocab = _text_config_value(teacher, "vocab_size"), _text_config_value(student, "vocab_size")
@@ -70,7 +77,8 @@ def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *,
             "(hf_distill.make_student) or one with the teacher's tokenizer"
         )
 
-    if student_head in _CLASSIFICATION_HEADS:
+    both_configured = getattr(teacher, "config", None) is not None and getattr(student, "config", None) is not None
+    if student_head in _CLASSIFICATION_HEADS and both_configured:
         if teacher.config.num_labels != student.config.num_labels:
             raise ValueError(
                 f"teacher num_labels {teacher.config.num_labels} differs from student num_labels "
@@ -91,7 +99,7 @@ def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *,
             _text_config_value(teacher, "hidden_size"),
             _text_config_value(student, "hidden_size"),
         )
-        if teacher_hidden != student_hidden:
+        if teacher_hidden is not None and student_hidden is not None and teacher_hidden != student_hidden:
             raise ValueError(
                 f"alpha_cos > 0 needs equal hidden sizes, but the teacher has hidden_size {teacher_hidden} and the "
                 f"student {student_hidden}; set alpha_cos=0, or use a student with hidden_size {teacher_hidden}"

@@ -376,6 +376,10 @@ def _load_user_file(
         **options,
     )
 
+    if split == "test" and "label" not in dataset.column_names:
+        # Rows to predict on need no label; -1 is the Hub's "no label" of its test splits.
+        no_label = -1.0 if task.is_regression else -1
+        dataset = dataset.add_column("label", [no_label] * len(dataset))
     missing = [column for column in (*task.text_keys, "label") if column not in dataset.column_names]
     if missing:
         raise ValueError(
@@ -392,7 +396,7 @@ def _load_user_file(
         dataset = dataset.cast(features)
     except (ValueError, TypeError) as error:
         raise ValueError(f"The labels of the {split} file {path} do not fit {task.name}: {error}") from error
-    if not task.is_regression:
+    if not task.is_regression and split != "test":
         # The ClassLabel cast accepts -1 (the Hub's "no label" of test splits), which must not reach training.
         labels = np.asarray(dataset["label"])
         bad = np.unique(labels[(labels < 0) | (labels >= task.num_labels)])
@@ -415,6 +419,8 @@ def load_glue(
     validation_file: str | PathLike | None = None,
     cache_dir: str | PathLike | None = None,
     require_train: bool = True,
+    test_file: str | PathLike | None = None,
+    with_test: bool = False,
 ) -> datasets.DatasetDict:
     """Load a GLUE task with the splits, columns and label ids of the Hub dataset `nyu-mll/glue`.
 
@@ -441,6 +447,12 @@ def load_glue(
         require_train (`bool`, *optional*, defaults to `True`):
             Whether a missing training split is an error. Set it to `False` to evaluate on a local copy without
             training data (the shared GLUE folder has QNLI, QQP and MNLI dev files only).
+        test_file (`str` or `os.PathLike`, *optional*):
+            A file as `train_file` whose `label` column may be absent (it becomes -1, the Hub's "no label"): the
+            `"test"` split to predict on. Implies `with_test`.
+        with_test (`bool`, *optional*, defaults to `False`):
+            Keep the unlabelled test splits (the Hub's `test`, MNLI's `test_matched`/`test_mismatched`, or
+            `test_file`); `ValueError` when the source has none. Without it, test splits are dropped.
 
     Returns:
         `datasets.DatasetDict`: `"train"` (unless absent and not required) and the task's validation splits, each
@@ -452,9 +464,16 @@ def load_glue(
         names the path and the expected layout); a missing required split; labels outside the task's classes.
     """
     task = get_task(task)
+    with_test = with_test or test_file is not None
     if glue_dir is None and train_file is None and validation_file is None:
         logger.info(f"Loading {HUB_DATASET} config {task.name!r} from the Hugging Face Hub.")
-        return datasets.load_dataset(HUB_DATASET, task.name, cache_dir=None if cache_dir is None else str(cache_dir))
+        hub = datasets.load_dataset(HUB_DATASET, task.name, cache_dir=None if cache_dir is None else str(cache_dir))
+        if test_file is not None:
+            hub = datasets.DatasetDict({k: v for k, v in hub.items() if not k.startswith("test")})
+            hub["test"] = _load_user_file(test_file, task, "test", cache_dir)
+        if with_test or not any(split.startswith("test") for split in hub):
+            return hub
+        return datasets.DatasetDict({k: v for k, v in hub.items() if not k.startswith("test")})
 
     files = {"train": train_file, task.validation_splits[0]: validation_file}
     if glue_dir is not None:
@@ -472,10 +491,16 @@ def load_glue(
                 f"No validation data for {task.name}: train_file was given without validation_file or glue_dir. "
                 "Pass `validation_file=` (`--validation_file`) or `glue_dir=` (`--glue_dir`)."
             )
+    files["test"] = test_file
+    if with_test and test_file is None:
+        raise ValueError(
+            f"No test data for {task.name}: local GLUE folders and files carry no test split (GLUE's test labels "
+            "are private). Pass `test_file=` (`--test_file`) with the rows to predict, or load from the Hub."
+        )
     for split, path in files.items():
         if path is not None:
             loaded[split] = _load_user_file(path, task, split, cache_dir)
-    order = ["train", *task.validation_splits]
+    order = ["train", *task.validation_splits, "test"]
     return datasets.DatasetDict({split: loaded[split] for split in order if split in loaded})
 
 

@@ -8,7 +8,9 @@ A teacher given as a string to `make_student` or `DistillationTrainer` must come
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from torch import nn
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -40,11 +42,12 @@ _AUTO_CLASSES: tuple[tuple[str, type], ...] = (
 )
 
 
-def auto_class_for(class_name: str) -> type:
+def auto_class_for(class_name: str | type) -> type:
     """Return the Auto class whose mapping contains `class_name`.
 
     Args:
-        class_name (`str`): A model class name, e.g. `"RobertaForSequenceClassification"`.
+        class_name (`str` or `type`): A model class name, e.g. `"RobertaForSequenceClassification"`, or a class,
+            whose hierarchy is searched (a user's subclass of `BertForSequenceClassification` maps like its parent).
 
     Returns:
         `type`: The matching Auto class, e.g. `AutoModelForSequenceClassification`.
@@ -52,14 +55,15 @@ def auto_class_for(class_name: str) -> type:
     Raises:
         ValueError: If no Auto class knows the name.
     """
-    for table_name, auto_class in _AUTO_CLASSES:
-        table = getattr(modeling_auto, table_name, {})
-        for value in table.values():
-            names = value if isinstance(value, (list, tuple)) else (value,)
-            if class_name in names:
-                return auto_class
+    names = [cls.__name__ for cls in class_name.__mro__] if isinstance(class_name, type) else [class_name]
+    for name in names:
+        for table_name, auto_class in _AUTO_CLASSES:
+            table = getattr(modeling_auto, table_name, {})
+            for value in table.values():
+                if name in (value if isinstance(value, (list, tuple)) else (value,)):
+                    return auto_class
     raise ValueError(
-        f"No Auto class loads the architecture {class_name!r}. Load the model yourself and pass the "
+        f"No Auto class loads the architecture {names[0]!r}. Load the model yourself and pass the "
         "`PreTrainedModel` instance instead of its name."
     )
 
@@ -99,16 +103,16 @@ def check_model_reference(name_or_path: str | os.PathLike, *, what: str = "model
 
 
 def load_model(
-    name_or_path: str | os.PathLike, *, like: str | None = None, require_all_weights: bool = False, **kwargs
+    name_or_path: str | os.PathLike, *, like: str | type | None = None, require_all_weights: bool = False, **kwargs
 ) -> PreTrainedModel:
     """Load a model from the Hub or a local path with the Auto class of an architecture.
 
     Args:
         name_or_path (`str` or `os.PathLike`): A Hub model id or a local directory.
-        like (`str`, *optional*):
-            A class name whose head the loaded model must have (the student's class when loading a teacher). By default
-            the first entry of the checkpoint's `config.architectures` decides, and `AutoModel` is used when it is
-            missing.
+        like (`str` or `type`, *optional*):
+            A class (or class name) whose head the loaded model must have (the student's class when loading a
+            teacher). By default, and for a plain `nn.Module` class, the first entry of the checkpoint's
+            `config.architectures` decides, and `AutoModel` is used when it is missing.
         require_all_weights (`bool`, *optional*, defaults to `False`):
             Refuse a checkpoint that lacks some of the model's weights. A teacher must: a head that
             `from_pretrained` initialises at random (a base `BertModel` loaded as a classifier) gives random soft
@@ -123,6 +127,8 @@ def load_model(
             or (with `require_all_weights`) missing weights, which it names.
     """
     check_model_reference(name_or_path)
+    if isinstance(like, type) and not issubclass(like, PreTrainedModel):
+        like = None  # a plain `nn.Module` student: the checkpoint's own architecture decides
     try:
         if like is None:
             config = AutoConfig.from_pretrained(name_or_path, **{k: v for k, v in kwargs.items() if k == "revision"})
@@ -147,11 +153,37 @@ def load_model(
     return model
 
 
-def head_suffix(model: PreTrainedModel) -> str:
+# Model types whose position ids start after the padding index (`create_position_ids_from_input_ids`), so that
+# `max_position_embeddings` (514 for RoBERTa) holds `pad_token_id + 1` fewer usable positions.
+_POSITION_OFFSET_TYPES = frozenset(
+    {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm", "data2vec-text", "mpnet"}
+)
+
+
+def max_sequence_length(config: Any) -> int | None:
+    """The longest input, in tokens, that a model with this config can embed; `None` when it has no fixed limit.
+
+    Absolute position embeddings bound the length (`max_position_embeddings`, less the padding offset of RoBERTa-style
+    models); DeBERTa without `position_biased_input` uses relative positions only and has no such bound.
+    """
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or getattr(config, "position_biased_input", True) is False:
+        return None
+    if getattr(config, "model_type", None) in _POSITION_OFFSET_TYPES:
+        limit -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return limit
+
+
+def head_suffix(model: nn.Module) -> str:
     """The head part of a model's class name: `"ForSequenceClassification"` for `BertForSequenceClassification`.
 
-    A base model without a head (e.g. `BertModel`) gives `"Model"`.
+    The class hierarchy is searched, so a user's subclass (`class MyClassifier(BertForSequenceClassification)`) has
+    its parent's head. A base model without a head (e.g. `BertModel`) gives `"Model"`, and a plain `nn.Module`
+    gives `""` (no head to compare).
     """
-    name = type(model).__name__
-    index = name.find("For")
-    return name[index:] if index >= 0 else "Model"
+    for cls in type(model).__mro__:
+        index = cls.__name__.find("For")
+        if index > 0 and issubclass(cls, PreTrainedModel):
+            return cls.__name__[index:]
+    return "Model" if isinstance(model, PreTrainedModel) else ""

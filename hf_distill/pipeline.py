@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -25,9 +26,10 @@ from transformers import (
 )
 from transformers.utils import logging
 
+from .checkpoints import latest_complete_checkpoint
 from .checks import check_label_order, has_custom_label_names
 from .glue import GlueTask, main_metric
-from .modeling import check_model_reference
+from .modeling import check_model_reference, max_sequence_length
 
 logger = logging.get_logger(__name__)
 
@@ -75,9 +77,7 @@ def tokenize_glue(
 
     processed = {}
     for split, dataset in raw.items():
-        if split == "test":
-            continue
-        limit_rows = max_train_samples if split == "train" else max_eval_samples
+        limit_rows = max_train_samples if split == "train" else None if split.startswith("test") else max_eval_samples
         if limit_rows is not None:
             dataset = dataset.select(range(min(limit_rows, len(dataset))))
         if len(dataset) == 0:
@@ -101,6 +101,31 @@ def tokenize_glue(
     return DatasetDict(processed)
 
 
+def check_max_seq_length(max_seq_length: int, tokenizer: PreTrainedTokenizerBase, *models: PreTrainedModel) -> None:
+    """Raise `ValueError` when `--max_seq_length` exceeds what the tokenizer or any of the models can take.
+
+    The tokenizer's `model_max_length` is often unset (a huge sentinel), so each model's own position limit
+    (`hf_distill.modeling.max_sequence_length`) is checked too: a longer input fails in the teacher's forward in the
+    middle of training, or in the latency step after it, with nothing saved.
+    """
+    limits = []
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if tokenizer_limit is not None and tokenizer_limit < 1e9:
+        limits.append((int(tokenizer_limit), "the tokenizer's model_max_length"))
+    for model in models:
+        limit = max_sequence_length(model.config)
+        if limit is not None:
+            limits.append((limit, f"{type(model).__name__}'s position limit"))
+    if max_seq_length < 1:
+        raise ValueError(f"--max_seq_length must be a positive number of tokens, got {max_seq_length}")
+    for limit, what in limits:
+        if max_seq_length > limit:
+            raise ValueError(
+                f"--max_seq_length {max_seq_length} exceeds {what} ({limit} tokens); pass --max_seq_length "
+                f"{min(128, limit)} (or at most {limit})"
+            )
+
+
 def chance_level(task: GlueTask, labels: list[int] | list[float]) -> float:
     """The main metric a trivial predictor reaches: the majority-class share for accuracy, 0 for correlations, and
     the F1 of always predicting the positive class for F1."""
@@ -120,12 +145,15 @@ def warn_if_near_chance(
     *,
     margin: float = 0.05,
     error: bool = False,
+    finetuned_epochs: float = 0.0,
 ) -> bool:
     """Log a loud warning (or raise, with `error=True`) when the teacher's main dev metric is within `margin` of
     chance.
 
     A teacher that was never fine-tuned on the task produces near-uniform soft targets; distilling it trains a useless
-    student with perfectly normal-looking losses. Returns whether the warning was given.
+    student with perfectly normal-looking losses. The advice names what was done: a teacher this run fine-tuned
+    (`finetuned_epochs > 0`) needs more epochs, data or another learning rate, not "fine-tuning". Returns whether the
+    warning was given.
 
     Raises:
         ValueError: With `error=True`, when the teacher is near chance.
@@ -134,25 +162,23 @@ def warn_if_near_chance(
     if key is None:
         return False
     chance = chance_level(task, labels)
-    if metrics[key] <= chance + margin:
-        if error:
-            raise ValueError(
-                f"the teacher is near chance on {task.name}: {key} = {metrics[key]:.4f}, chance level {chance:.4f}; "
-                f"fine-tune it first (--teacher_finetune_epochs 3) or pass a teacher fine-tuned on {task.name}"
-            )
-        logger.warning(
-            "\n%s\nTHE TEACHER IS NEAR CHANCE on %s: %s = %.4f, chance level %.4f.\nDistilling it will give a useless "
-            "student. Fine-tune it first (--teacher_finetune_epochs 3) or pass a teacher fine-tuned on %s.\n%s",
-            "!" * 100,
-            task.name,
-            key,
-            metrics[key],
-            chance,
-            task.name,
-            "!" * 100,
+    if metrics[key] > chance + margin:
+        return False
+    if finetuned_epochs > 0:
+        advice = (
+            f"This run fine-tuned it for {finetuned_epochs:g} epochs, which was not enough: raise "
+            "--teacher_finetune_epochs, train on more rows (--max_train_samples), or change --teacher_learning_rate"
         )
-        return True
-    return False
+    else:
+        advice = f"Fine-tune it first (--teacher_finetune_epochs 3) or pass a teacher fine-tuned on {task.name}"
+    summary = f"the teacher is near chance on {task.name}: {key} = {metrics[key]:.4f}, chance level {chance:.4f}"
+    if error:
+        raise ValueError(f"{summary}; {advice[0].lower()}{advice[1:]}")
+    banner = "!" * 100
+    logger.warning(
+        "\n%s\nWARNING, %s.\nDistilling it will give a useless student. %s.\n%s", banner, summary, advice, banner
+    )
+    return True
 
 
 def dataset_fingerprint(dataset: Dataset, columns: tuple[str, ...] = ("input_ids", "label")) -> str:
@@ -168,30 +194,68 @@ def dataset_fingerprint(dataset: Dataset, columns: tuple[str, ...] = ("input_ids
     return digest.hexdigest()[:16]
 
 
+# `TrainingArguments` fields that cannot change the fine-tuned weights (where results go, what is logged, evaluation,
+# the distillation terms of the later student run). Every other field is recorded: a field added by a newer
+# transformers is compared too, so that an unknown setting refuses a reuse rather than hiding a difference.
+_NOT_TEACHER_SETTINGS = frozenset(
+    {
+        "output_dir", "run_name", "report_to", "disable_tqdm", "push_to_hub", "resume_from_checkpoint", "do_train",
+        "do_eval", "do_predict", "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
+        "prediction_loss_only", "per_device_eval_batch_size", "batch_eval_metrics", "skip_memory_metrics",
+        "restore_callback_states_from_checkpoint", "torch_empty_cache_steps", "local_rank", "use_cpu", "project",
+        "trackio_space_id", "temperature", "alpha_kd", "alpha_task", "alpha_cos", "alpha_mse",
+    }
+)  # fmt: skip
+_NOT_TEACHER_PREFIXES = ("logging_", "log_", "save_", "eval_", "hub_", "include_", "dataloader_", "ddp_", "fsdp")
+
+
+def _base_identity(base: str) -> dict[str, Any]:
+    """A base model's identity: a Hub id as given, or a local directory's resolved path and a hash of its weights
+    (the same folder reached by another path is the same base; new weights saved under the same path are not)."""
+    path = Path(base)
+    if not path.is_dir():
+        return {"hub_id": base}
+    digest = hashlib.sha256()
+    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        digest.update(weights.name.encode())
+        with open(weights, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return {"path": str(path.resolve()), "weights": digest.hexdigest()[:16]}
+
+
 def teacher_stage_settings(
-    *,
-    task: GlueTask,
-    base: str,
-    epochs: float,
-    learning_rate: float,
-    args: TrainingArguments,
-    train_dataset: Dataset,
+    *, task: GlueTask, base: str, teacher_args: TrainingArguments, train_dataset: Dataset
 ) -> dict[str, Any]:
-    """What a fine-tuned teacher depends on: the task, the base model, the data and the training settings.
+    """What a fine-tuned teacher depends on: the task, the base model (identity and weights), the data (a content
+    hash) and every training setting that can change the weights (`teacher_args`, the arguments it is trained with).
 
     A saved teacher is reused only when all of these match (`check_teacher_reuse`)."""
+    training = {
+        key: value
+        for key, value in teacher_args.to_dict().items()
+        if key not in _NOT_TEACHER_SETTINGS and not key.startswith(_NOT_TEACHER_PREFIXES)
+    }
     return {
         "task": task.name,
-        "base": base,
-        "epochs": epochs,
-        "learning_rate": learning_rate,
+        "base": _base_identity(base),
         "train_rows": len(train_dataset),
         "train_data": dataset_fingerprint(train_dataset),
-        "per_device_train_batch_size": args.per_device_train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "world_size": args.world_size,
-        "seed": args.seed,
+        "world_size": teacher_args.world_size,
+        "training": training,
     }
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """`key: saved X, now Y` for each setting that differs, nested dicts by dotted key."""
+    found = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}: saved {a!r}, now {b!r}")
+    return found
 
 
 def check_teacher_reuse(output_dir: str | Path, settings: dict[str, Any]) -> bool:
@@ -211,14 +275,11 @@ def check_teacher_reuse(output_dir: str | Path, settings: dict[str, Any]) -> boo
     except (OSError, json.JSONDecodeError):
         saved = {}
     recorded = saved.get("settings", {}) if isinstance(saved, dict) else {}
-    differences = [
-        f"{key}: saved {recorded.get(key)!r}, now {value!r}"
-        for key, value in settings.items()
-        if recorded.get(key) != value
-    ]
+    differences = _differences(recorded, settings)
     if differences:
         raise ValueError(
-            f"{output_dir} holds a teacher fine-tuned with other settings ({'; '.join(differences)}), so it cannot be "
+            f"{output_dir} holds a teacher fine-tuned with other settings ({'; '.join(differences[:6])}"
+            f"{'; ...' if len(differences) > 6 else ''}), so it cannot be "
             "reused for this run. Use another --output_dir, or delete that _teacher directory to fine-tune again "
             "(nothing was changed)"
         )
@@ -259,32 +320,31 @@ def finetune_teacher(
     Returns:
         `tuple[PreTrainedModel, dict[str, Any]]`: The fine-tuned teacher, and the settings it was fine-tuned with.
     """
-    learning_rate = args.learning_rate if learning_rate is None else learning_rate
-    settings = teacher_stage_settings(
-        task=task, base=base, epochs=epochs, learning_rate=learning_rate, args=args, train_dataset=train_dataset
-    )
-    output_dir = Path(output_dir)
-    if check_teacher_reuse(output_dir, settings):
-        logger.info("Reusing the fine-tuned teacher in %s (same task, base model, data and settings)", output_dir)
-        return AutoModelForSequenceClassification.from_pretrained(output_dir), settings
     teacher_args = dataclasses.replace(
         args,
         output_dir=str(output_dir),
         num_train_epochs=epochs,
-        learning_rate=learning_rate,
+        learning_rate=args.learning_rate if learning_rate is None else learning_rate,
         max_steps=-1,
         save_strategy="no",
         eval_strategy="no",
         load_best_model_at_end=False,
+        metric_for_best_model=None,
         push_to_hub=False,
+        resume_from_checkpoint=None,
     )
+    settings = teacher_stage_settings(task=task, base=base, teacher_args=teacher_args, train_dataset=train_dataset)
+    output_dir = Path(output_dir)
+    if check_teacher_reuse(output_dir, settings):
+        logger.info("Reusing the fine-tuned teacher in %s (same task, base model, data and settings)", output_dir)
+        return AutoModelForSequenceClassification.from_pretrained(output_dir), {**settings, "reused": True}
     trainer = Trainer(model=teacher, args=teacher_args, train_dataset=train_dataset, **trainer_kwargs)
     trainer.train()
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         (output_dir / TEACHER_DONE_FILE).write_text(json.dumps({"settings": settings}, indent=1) + "\n")
     trainer.accelerator.wait_for_everyone()
-    return trainer.model, settings
+    return trainer.model, {**settings, "reused": False}
 
 
 def evaluate_splits(trainer: Trainer, eval_sets: dict[str, Dataset]) -> dict[str, float]:
@@ -310,8 +370,12 @@ def evaluate_teacher(
 ) -> dict:
     """Evaluate the teacher with a plain `Trainer` on each validation split (see `evaluate_splits`).
 
-    The evaluation uses a copy of `args` with `push_to_hub=False`: a `Trainer` made with `push_to_hub=True` creates the
-    Hub repository at construction, and only the student's trainer should touch it.
+    The evaluation uses a copy of `args` for a one-off evaluation: `push_to_hub=False` (a `Trainer` made with
+    `push_to_hub=True` creates the Hub repository at construction, and only the student's trainer should touch it),
+    no evaluation strategy nor best-model tracking (those are for the student's training: inherited, they made
+    `Trainer` demand an `eval_dataset` of its own), and no reporting (an evaluation without training made the
+    TensorBoard callback write an untagged event file into the current directory). The teacher's metrics go to
+    `results.json` and the card.
 
     Args:
         teacher (`PreTrainedModel`): The teacher.
@@ -322,12 +386,19 @@ def evaluate_teacher(
     Returns:
         `dict`: The teacher's metrics.
     """
-    eval_args = dataclasses.replace(args, push_to_hub=False)
+    eval_args = dataclasses.replace(
+        args,
+        push_to_hub=False,
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        metric_for_best_model=None,
+        report_to="none",
+    )
     return evaluate_splits(Trainer(model=teacher, args=eval_args, **kwargs), eval_sets)
 
 
 def load_task_model(
-    name_or_path: str, task: GlueTask, *, require_head: bool = False, **kwargs: Any
+    name_or_path: str, task: GlueTask, *, require_head: bool = False, what: str = "teacher", **kwargs: Any
 ) -> PreTrainedModel:
     """Load a sequence classifier for a GLUE task, keeping the label mapping of an already fine-tuned checkpoint.
 
@@ -340,40 +411,46 @@ def load_task_model(
         task (`GlueTask`): The task.
         require_head (`bool`, *optional*, defaults to `False`):
             Refuse a checkpoint without trained classifier weights (a teacher that is not fine-tuned here).
+        what (`str`, *optional*, defaults to `"teacher"`): The model's role, for the error messages.
         **kwargs: For `from_pretrained` (e.g. `cache_dir`).
 
     Raises:
         ValueError: If a fine-tuned checkpoint has another label count or label order than the task, or, with
             `require_head`, if the checkpoint has no sequence-classification head or lacks some of its weights.
     """
-    check_model_reference(name_or_path, what="teacher")
+    check_model_reference(name_or_path, what=what)
     config = AutoConfig.from_pretrained(name_or_path, **kwargs)
     architectures = getattr(config, "architectures", None) or []
     is_classifier = any("ForSequenceClassification" in a for a in architectures)
     if require_head and not is_classifier:
         raise ValueError(
-            f"the teacher {name_or_path} is a {architectures[0] if architectures else 'base model'} checkpoint "
+            f"the {what} {name_or_path} is a {architectures[0] if architectures else 'base model'} checkpoint "
             f"without a sequence-classification head, so its classifier would start at random and give random soft "
             f"targets. Pass a teacher fine-tuned on {task.name}, or add --teacher_finetune_epochs 3 to fine-tune it "
             "first"
         )
     head_kwargs: dict[str, Any] = {}
+    if (
+        is_classifier
+        and config.num_labels != task.num_labels
+        and (require_head or has_custom_label_names(config.id2label))
+    ):
+        raise ValueError(
+            f"the {what} {name_or_path} classifies {config.num_labels} labels but {task.name} has {task.num_labels}; "
+            f"pass a model fine-tuned on {task.name}, or a pre-trained one with --teacher_finetune_epochs"
+        )
     if is_classifier and has_custom_label_names(config.id2label):
-        if config.num_labels != task.num_labels:
-            raise ValueError(
-                f"{name_or_path} classifies {config.num_labels} labels but {task.name} has {task.num_labels}; "
-                f"pass a model fine-tuned on {task.name}, or a pre-trained one with --teacher_finetune_epochs"
-            )
         check_label_order(config.id2label, task.label_names)
     else:
-        head_kwargs = task.model_config_kwargs
+        # A pre-trained checkpoint gets the task's head; an untrained head of another size is replaced, not loaded.
+        head_kwargs = {**task.model_config_kwargs, "ignore_mismatched_sizes": is_classifier}
     model, info = AutoModelForSequenceClassification.from_pretrained(
         name_or_path, output_loading_info=True, **head_kwargs, **kwargs
     )
     missing = sorted(info.get("missing_keys") or [])
     if require_head and missing:
         raise ValueError(
-            f"the teacher {name_or_path} has no weights for {missing[:6]} ({len(missing)} missing), which would start "
+            f"the {what} {name_or_path} has no weights for {missing[:6]} ({len(missing)} missing), which would start "
             f"at random. Pass a teacher fine-tuned on {task.name}, or add --teacher_finetune_epochs 3"
         )
     return model
@@ -412,3 +489,113 @@ def warn_if_cpu_launch_is_single_process(args: TrainingArguments) -> bool:
         )
         return True
     return False
+
+
+def prediction_file_name(task: GlueTask, split: str) -> str:
+    """`run_glue.py`'s file name for a split's predictions: `predict_results_<task>.txt`, MNLI mismatched `-mm`."""
+    suffix = "-mm" if split.endswith("mismatched") else ""
+    return f"predict_results_{task.name}{suffix}.txt"
+
+
+def predict_test_splits(
+    trainer: Trainer, test_sets: dict[str, Dataset], task: GlueTask, output_dir: str | Path
+) -> list[Path]:
+    """Predict each test split with the student and write `run_glue.py`'s files: a header `index\\tprediction`, then
+    one row per example, the label name for classification tasks and the score (3 decimals) for STS-B.
+
+    The `label` column (-1 on unlabelled test rows) is dropped first, so no loss is computed on it. Only the main
+    process writes. Returns the files written (empty on other processes).
+    """
+    written = []
+    for split, dataset in test_sets.items():
+        rows = dataset.remove_columns([c for c in ("label", "idx") if c in dataset.column_names])
+        predictions = trainer.predict(rows, metric_key_prefix=f"predict_{split}").predictions
+        predictions = predictions[0] if isinstance(predictions, tuple) else predictions
+        if not trainer.is_world_process_zero():
+            continue
+        values = predictions.squeeze(-1) if task.is_regression else predictions.argmax(-1)
+        path = Path(output_dir) / prediction_file_name(task, split)
+        lines = ["index\tprediction"]
+        for index, value in enumerate(values.tolist()):
+            lines.append(f"{index}\t{value:3.3f}" if task.is_regression else f"{index}\t{task.label_names[value]}")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        logger.info("Wrote %d predictions of %s to %s", len(values), split, path)
+        written.append(path)
+    return written
+
+
+def check_run_flags(
+    args: TrainingArguments,
+    *,
+    test_file: str | None = None,
+    teacher_finetune_epochs: float = 0.0,
+    teacher_learning_rate: float | None = None,
+) -> None:
+    """Raise `ValueError` for `run_glue.py` flags that this recipe would otherwise ignore.
+
+    The recipe always distils the student and evaluates it (the report and the card need both), so `--do_train` and
+    `--do_eval` are accepted as what it does; `--do_eval` without `--do_train` asks for an evaluation-only run,
+    which it has no mode for. `--do_predict` is honoured (`predict_test_splits`); `--test_file` needs it.
+    """
+    explicit_eval = args.do_eval and args.eval_strategy == "no"  # `eval_strategy` alone also sets do_eval
+    if explicit_eval and not args.do_train:
+        raise ValueError(
+            "--do_eval without --do_train asks for an evaluation-only run, but this recipe always distils a student "
+            "and then evaluates it; add --do_train (or drop --do_eval), or evaluate a saved student with "
+            "Trainer.evaluate"
+        )
+    if test_file is not None and not args.do_predict:
+        raise ValueError(f"--test_file {test_file} is only read for predictions; add --do_predict")
+    if not math.isfinite(teacher_finetune_epochs) or teacher_finetune_epochs < 0:
+        raise ValueError(
+            f"--teacher_finetune_epochs must be >= 0 (0 uses the teacher as given), got {teacher_finetune_epochs}"
+        )
+    if teacher_learning_rate is not None and not (math.isfinite(teacher_learning_rate) and teacher_learning_rate > 0):
+        raise ValueError(f"--teacher_learning_rate must be a positive number, got {teacher_learning_rate}")
+
+
+def plan_resume(output_dir: str | Path, resume_from_checkpoint: str | bool | None) -> str | bool | None:
+    """What a run into `output_dir` resumes from, decided before any work; never a silent restart over a run.
+
+    - `--resume_from_checkpoint` given: it is used as given (the trainer verifies it).
+    - `output_dir` holds a finished run (`results.json`, or a saved student): `ValueError` with the fixes, since
+      starting again would replace the student, its checkpoints, `results.json` and the card (transformers 5
+      removed `--overwrite_output_dir`).
+    - `output_dir` holds checkpoints of an interrupted run: the newest complete one, as `run_glue.py` does, logged.
+    - Otherwise `None`: a new run.
+    """
+    output_dir = Path(output_dir)
+    if resume_from_checkpoint not in (None, False, ""):
+        wants_newest = resume_from_checkpoint is True or (
+            isinstance(resume_from_checkpoint, str)
+            and resume_from_checkpoint.strip().lower() in ("true", "1", "yes")
+            and not Path(resume_from_checkpoint).is_dir()
+        )
+        if wants_newest and latest_complete_checkpoint(output_dir, allow_unmarked=True) is None:
+            raise ValueError(
+                f"--resume_from_checkpoint true but {output_dir} holds no complete checkpoint to resume from; drop "
+                "the flag to start a new run, or pass the --output_dir of the run to continue"
+            )
+        return resume_from_checkpoint
+    if not output_dir.is_dir():
+        return None
+    finished = [
+        name for name in ("results.json", "model.safetensors", "pytorch_model.bin") if (output_dir / name).exists()
+    ]
+    if finished:
+        raise ValueError(
+            f"--output_dir {output_dir} already holds a finished run ({', '.join(finished)}); a new run would replace "
+            "its student, checkpoints, results.json and card. Pass another --output_dir, pass "
+            "--resume_from_checkpoint true to continue from its newest checkpoint, or delete the directory to start "
+            "again (nothing was changed)"
+        )
+    checkpoint = latest_complete_checkpoint(output_dir, allow_unmarked=True)
+    if checkpoint is not None:
+        logger.warning(
+            "Resuming from %s, the newest complete checkpoint of the interrupted run in %s. To start from scratch, "
+            "pass another --output_dir or delete that one.",
+            checkpoint,
+            output_dir,
+        )
+        return checkpoint
+    return None

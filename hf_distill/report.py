@@ -714,15 +714,48 @@ def _usage(model_id: str, pipeline_tag: str, glue_task: GlueTask | None) -> str:
     )
 
 
+def hub_base_model(teacher: str | os.PathLike | None, *, explicit: str | None = None) -> str | None:
+    """The Hub id to record as the card's `base_model`, or `None` when none is known.
+
+    In order: `explicit` (a flag such as `--base_model_id`); the teacher reference itself when it is a Hub id rather
+    than an existing local path; the `_name_or_path` that a local teacher's own `config.json` records, when that is
+    a Hub id. A local path is never returned: the Hub would not resolve it, and it would publish the user's
+    directory layout.
+
+    Raises:
+        ValueError: If `explicit` is not a Hub id.
+    """
+    if explicit is not None:
+        if not _is_hub_id(explicit) or os.path.exists(explicit):
+            raise ValueError(f"--base_model_id must be a Hub model id such as 'owner/name', got {explicit!r}")
+        return explicit
+    if teacher is None:
+        return None
+    reference = os.fspath(teacher)
+    if not os.path.exists(reference):
+        return reference if _is_hub_id(reference) else None
+    config = Path(reference) / "config.json"
+    try:
+        recorded = json.loads(config.read_text(encoding="utf-8")).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(recorded, str) and _is_hub_id(recorded) and not os.path.exists(recorded):
+        return recorded
+    return None
+
+
 def model_card(
     report: DistillationReport,
     *,
     model_name: str,
-    base_model: str,
+    base_model: str | None,
     dataset_name: str = HUB_DATASET,
     dataset_config: str | None = None,
     hub_model_id: str | None = None,
     pipeline_tag: str = "text-classification",
+    eval_rows: int | None = None,
+    eval_rows_available: int | None = None,
+    validation_file: str | os.PathLike | None = None,
 ) -> str:
     """Write a Hugging Face model card (`README.md`) for the student of a report.
 
@@ -737,26 +770,52 @@ def model_card(
     Args:
         report (`DistillationReport`): The report.
         model_name (`str`): The card's title and the `model-index` name.
-        base_model (`str`): The teacher's Hub id.
+        base_model (`str`, *optional*):
+            The teacher's Hub id (see `hub_base_model`); `None` leaves `base_model` out. A local path is refused.
         dataset_name (`str`, *optional*, defaults to `"nyu-mll/glue"`): The Hub id of the dataset.
         dataset_config (`str`, *optional*): The dataset configuration; defaults to `report.task`.
         hub_model_id (`str`, *optional*): The student's Hub id for the usage snippet; defaults to `model_name`.
         pipeline_tag (`str`, *optional*, defaults to `"text-classification"`): The Hub pipeline tag.
+        eval_rows (`int`, *optional*): The rows the scores were measured on (of the first validation split).
+        eval_rows_available (`int`, *optional*): The rows that split has; when larger than `eval_rows`, the
+            `model-index` and the text say the scores are from a subset.
+        validation_file (`str` or `os.PathLike`, *optional*): The user's file the scores were measured on instead of
+            the dataset's own split; the `model-index` then names that file, not the dataset.
 
     Returns:
         `str`: The card, front matter first.
+
+    Raises:
+        ValueError: If `base_model` is a local path.
     """
+    if base_model is not None and (not _is_hub_id(base_model) or os.path.exists(base_model)):
+        raise ValueError(
+            f"base_model {base_model!r} is a local path, which the Hub cannot resolve; pass a Hub id or None (see "
+            "hf_distill.report.hub_base_model)"
+        )
     dataset_config = dataset_config or report.task
     glue_task = _glue_task(dataset_config) if dataset_name in (HUB_DATASET, "glue") else None
     pretty_dataset = f"GLUE {glue_task.local_dir}" if glue_task is not None else dataset_name
     split = glue_task.validation_splits[0] if glue_task is not None else None
+    # What the scores were measured on: the dataset's split, a subset of it, or the user's own file.
+    measured_type, measured_name = dataset_name, pretty_dataset
+    if validation_file is not None:
+        measured_type = "local-file"
+        measured_name = f"{Path(validation_file).name} ({eval_rows} rows, the user's {dataset_config} file)"
+        split = "validation"
+    elif eval_rows is not None and eval_rows_available is not None and eval_rows < eval_rows_available:
+        measured_name = (
+            f"{pretty_dataset} ({split or 'evaluation'} subset: first {eval_rows} of {eval_rows_available} rows)"
+        )
+    elif eval_rows is not None:
+        measured_name = f"{pretty_dataset} ({split or 'evaluation'}, {eval_rows} rows)"
     # `combined_score` is the mean of two metrics, not a metric of its own.
     metric_names = [name for name in report.quality_metrics if name != "combined_score"]
     eval_results = [
         EvalResult(
             task_type=pipeline_tag,
-            dataset_type=dataset_name,
-            dataset_name=pretty_dataset,
+            dataset_type=measured_type,
+            dataset_name=measured_name,
             dataset_config=dataset_config,
             dataset_split=split,
             metric_type=name,
@@ -767,7 +826,7 @@ def model_card(
     ]
     card_data = ModelCardData(
         base_model=base_model,
-        datasets=[dataset_name],
+        datasets=[dataset_name] if validation_file is None else None,
         library_name="transformers",
         metrics=metric_names,
         model_name=model_name,
@@ -776,7 +835,10 @@ def model_card(
         eval_results=eval_results or None,
     )
 
-    teacher_link = f"[{base_model}](https://huggingface.co/{base_model})" if _is_hub_id(base_model) else base_model
+    if base_model is not None:
+        teacher_link = f"[{base_model}](https://huggingface.co/{base_model})"
+    else:
+        teacher_link = "a local teacher"
     dataset_link = (
         f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})"
         if _is_hub_id(dataset_name)
@@ -817,10 +879,12 @@ def model_card(
     finetuning_note = None
     if report.teacher_finetuning:
         stage = report.teacher_finetuning
+        training = stage.get("training", {})
+        when = "by an earlier run into the same directory (reused)" if stage.get("reused") else "by this run"
         finetuning_note = (
-            f"The teacher was first fine-tuned from {teacher_link} on `{stage.get('task')}` by this run "
-            f"({stage.get('epochs')} epochs, learning rate {stage.get('learning_rate')}, {stage.get('train_rows')} "
-            "training rows); the teacher scores below are that fine-tuned teacher's."
+            f"The teacher was first fine-tuned from {teacher_link} on `{stage.get('task')}` {when} "
+            f"({training.get('num_train_epochs')} epochs, learning rate {training.get('learning_rate')}, "
+            f"{stage.get('train_rows')} training rows); the teacher scores below are that fine-tuned teacher's."
         )
     sections = [
         f"# {model_name}",
@@ -835,7 +899,7 @@ def model_card(
         *([finetuning_note] if finetuning_note else []),
         f"It was trained on the loss `{objective}` at temperature T = {report.temperature:g}:\n\n{terms}",
         "## Evaluation results",
-        f"On the {split or 'evaluation'} split, main metric `{report.main_metric}`. Retention is the student's score "
+        f"Measured on {measured_name}, main metric `{report.main_metric}`. Retention is the student's score "
         "as a percentage of the teacher's.",
         _markdown_table(("Metric", "Teacher", "Student", "Retention"), _metric_rows(report)),
         "## Size and speed",

@@ -217,7 +217,7 @@ class DistillationTrainer(Trainer):
         self.temperature, self.loss_weights = distillation_settings(args)
         student = model if model is not None else call_student_init(model_init)
         if isinstance(teacher_model, (str, os.PathLike)):
-            teacher_model = load_model(teacher_model, like=type(student).__name__, require_all_weights=True)
+            teacher_model = load_model(teacher_model, like=type(student), require_all_weights=True)
         if not isinstance(teacher_model, nn.Module):
             raise ValueError(
                 f"teacher_model must be a PreTrainedModel or a model name/path, got {type(teacher_model).__name__}"
@@ -239,10 +239,12 @@ class DistillationTrainer(Trainer):
         # weights are never changed), so that no optimizer built from it could update it.
         teacher_model.requires_grad_(False)
         teacher_model.eval()
-        # `evaluation_mode=True`: device placement and the mixed-precision forward wrapper, but no DDP wrapping, as
-        # the teacher never receives gradients to synchronise.
-        self.teacher_model = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
-        self._teacher_input_names = forward_input_names(self.accelerator.unwrap_model(self.teacher_model))
+        # Placed on the device by Accelerate at the first training step (`_prepared_teacher`), not here: `Trainer`'s
+        # evaluation loop prepares the student only while the accelerator holds no model, so a teacher prepared now
+        # would leave a student evaluated before `train()` without its mixed-precision wrapping.
+        self.teacher_model = teacher_model
+        self._teacher_is_prepared = False
+        self._teacher_input_names = forward_input_names(teacher_model)
         self._loss_parts: dict[str, torch.Tensor] = {}
         self._loss_parts_start_step: int | None = None
 
@@ -370,6 +372,13 @@ class DistillationTrainer(Trainer):
         if self.loss_weights.keys() & {"kd", "cos", "mse"}:
             teacher = self._teacher_outputs(inputs, want_hidden)
         outputs = model(**student_inputs)
+        if not isinstance(outputs, dict):
+            student_name = type(self.accelerator.unwrap_model(model)).__name__
+            raise ValueError(
+                f"the student {student_name} returned a {type(outputs).__name__}, whose parts have no names; "
+                "DistillationTrainer reads `loss`, `logits` and `hidden_states` by name. Return a dict or a "
+                "ModelOutput from forward"
+            )
 
         parts: dict[str, torch.Tensor] = {}
         if "task" in self.loss_weights:
@@ -401,7 +410,7 @@ class DistillationTrainer(Trainer):
         elif held_labels is not None:
             mean = self.label_smoother(outputs, held_labels)
         else:
-            mean = outputs.get("loss") if isinstance(outputs, dict) else outputs[0]
+            mean = outputs.get("loss")
         if mean is None:
             student_name = type(self.accelerator.unwrap_model(self.model)).__name__
             given = sorted(set(received) - {"return_dict", "output_hidden_states"})
@@ -418,6 +427,17 @@ class DistillationTrainer(Trainer):
             return mean.nan_to_num(0.0) * 0.0
         return counts.share(mean * local_items, counts.labels)
 
+    def _prepared_teacher(self) -> nn.Module:
+        """The teacher, placed by Accelerate on the student's device under its mixed precision (once).
+
+        `evaluation_mode=True`: device placement and the mixed-precision forward wrapper, but no DDP wrapping, as the
+        teacher never receives gradients to synchronise.
+        """
+        if not self._teacher_is_prepared:
+            self.teacher_model = self.accelerator.prepare_model(self.teacher_model, evaluation_mode=True)
+            self._teacher_is_prepared = True
+        return self.teacher_model
+
     def _teacher_outputs(self, inputs: dict[str, Any], want_hidden: bool) -> dict[str, torch.Tensor]:
         """Run the frozen teacher and return the tensors the loss needs, as ordinary (non-inference) tensors."""
         names = self._teacher_input_names
@@ -428,12 +448,26 @@ class DistillationTrainer(Trainer):
             teacher_inputs["output_hidden_states"] = True
         if _takes_return_dict(self.accelerator.unwrap_model(self.teacher_model)):
             teacher_inputs["return_dict"] = True
+        teacher = self._prepared_teacher()
         # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy targets.
-        self.teacher_model.eval()
+        teacher.eval()
         with torch.inference_mode():
-            out = self.teacher_model(**teacher_inputs)
+            out = teacher(**teacher_inputs)
+            if not isinstance(out, dict):
+                raise ValueError(
+                    f"the teacher {type(self.accelerator.unwrap_model(teacher)).__name__} returned a "
+                    f"{type(out).__name__}, whose parts have no names; DistillationTrainer reads `logits` (or "
+                    "`start_logits`/`end_logits`) and `hidden_states` by name. Return a dict or a ModelOutput"
+                )
             wanted = {key: out[key] for key in ("logits", "start_logits", "end_logits") if out.get(key) is not None}
             if want_hidden:
+                if not out.get("hidden_states"):
+                    raise ValueError(
+                        f"alpha_cos > 0 needs the teacher's hidden states, but "
+                        f"{type(self.accelerator.unwrap_model(teacher)).__name__} returned none for "
+                        "output_hidden_states=True; set alpha_cos=0, or use a teacher whose outputs carry "
+                        "`hidden_states`"
+                    )
                 wanted["hidden"] = out["hidden_states"][-1]
             # One flag for all tensors: a single device sync per step. A NaN target would train the student on
             # garbage at a plausible-looking loss (e.g. an fp16 teacher overflowing, or a corrupted teacher file).

@@ -31,17 +31,21 @@ from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_
 from hf_distill.checks import check_same_tokenization, check_teacher_student
 from hf_distill.glue import get_task, load_glue, make_compute_metrics
 from hf_distill.pipeline import (
+    check_max_seq_length,
     check_push_arguments,
+    check_run_flags,
     evaluate_splits,
     evaluate_teacher,
     finetune_teacher,
     load_task_model,
+    plan_resume,
+    predict_test_splits,
     tokenize_glue,
     warn_if_cpu_launch_is_single_process,
     warn_if_near_chance,
 )
 from hf_distill.processes import end_processes_together
-from hf_distill.report import DistillationReport, format_table, measure_latency, model_card
+from hf_distill.report import DistillationReport, format_table, hub_base_model, measure_latency, model_card
 from hf_distill.student import check_student_layers
 
 logger = logging.getLogger(__name__)
@@ -66,6 +70,12 @@ class ModelArguments:
     fail_on_chance_teacher: bool = field(
         default=False, metadata={"help": "Stop with an error, instead of a warning, when the teacher is near chance."}
     )
+    base_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id for the card's base_model when the teacher is local; by default found in its config."
+        },
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Cache directory for Hub downloads."})
     latency_repeats: int = field(
         default=5, metadata={"help": "Interleaved rounds of the teacher/student CPU latency measurement; 0 skips it."}
@@ -78,6 +88,9 @@ class DataArguments:
     glue_dir: str | None = field(default=None, metadata={"help": "Local GLUE directory (original TSV layout)."})
     train_file: str | None = field(default=None, metadata={"help": "Training file: csv, tsv or json."})
     validation_file: str | None = field(default=None, metadata={"help": "Validation file: csv, tsv or json."})
+    test_file: str | None = field(
+        default=None, metadata={"help": "Rows to predict with --do_predict (label optional)."}
+    )
     max_seq_length: int = field(default=128, metadata={"help": "Truncation length in tokens."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N rows of each dev split."})
@@ -104,7 +117,15 @@ def main() -> None:
     # Every check that can run before any work does, so a bad flag fails before a teacher is fine-tuned and before
     # anything is written (Trainer creates --output_dir).
     check_push_arguments(training_args)
+    check_run_flags(
+        training_args,
+        test_file=data_args.test_file,
+        teacher_finetune_epochs=model_args.teacher_finetune_epochs,
+        teacher_learning_rate=model_args.teacher_learning_rate,
+    )
+    resume = plan_resume(training_args.output_dir, training_args.resume_from_checkpoint)
     task = get_task(data_args.task_name)
+    base_model = hub_base_model(model_args.teacher_model_name_or_path, explicit=model_args.base_model_id)
     finetune = model_args.teacher_finetune_epochs > 0
     teacher = load_task_model(
         model_args.teacher_model_name_or_path, task, require_head=not finetune, cache_dir=model_args.cache_dir
@@ -118,6 +139,8 @@ def main() -> None:
         glue_dir=data_args.glue_dir,
         train_file=data_args.train_file,
         validation_file=data_args.validation_file,
+        test_file=data_args.test_file,
+        with_test=training_args.do_predict,
         cache_dir=model_args.cache_dir,
     )
     tokenizer = AutoTokenizer.from_pretrained(model_args.teacher_model_name_or_path, cache_dir=model_args.cache_dir)
@@ -131,14 +154,18 @@ def main() -> None:
             max_eval_samples=data_args.max_eval_samples,
         )
     eval_sets = {split: data[split] for split in task.validation_splits}
+    test_sets = {split: data[split] for split in data if split.startswith("test")}
     collator = DataCollatorWithPadding(tokenizer)
     compute_metrics = make_compute_metrics(task)
     student = None
     if model_args.student_model_name_or_path:
+        student = load_task_model(
+            model_args.student_model_name_or_path, task, what="student", cache_dir=model_args.cache_dir
+        )
         student_tokenizer = AutoTokenizer.from_pretrained(model_args.student_model_name_or_path)
         check_same_tokenization(tokenizer, student_tokenizer, raw["train"][task.sentence1_key][:32])
-        student = load_task_model(model_args.student_model_name_or_path, task, cache_dir=model_args.cache_dir)
         check_teacher_student(teacher, student, use_hidden_states=training_args.alpha_cos > 0)
+    check_max_seq_length(data_args.max_seq_length, tokenizer, teacher, *([student] if student is not None else []))
     teacher_dir, teacher_stage = Path(training_args.output_dir) / "_teacher", None
     if finetune:
         teacher, teacher_stage = finetune_teacher(
@@ -157,7 +184,13 @@ def main() -> None:
         teacher, args=training_args, eval_sets=eval_sets, data_collator=collator, compute_metrics=compute_metrics
     )
     labels = list(next(iter(eval_sets.values()))["label"])
-    warn_if_near_chance(task, teacher_metrics, labels, error=model_args.fail_on_chance_teacher)
+    warn_if_near_chance(
+        task,
+        teacher_metrics,
+        labels,
+        error=model_args.fail_on_chance_teacher,
+        finetuned_epochs=model_args.teacher_finetune_epochs,
+    )
     if student is None:
         student = make_student(teacher, layers=model_args.student_layers, num_layers=model_args.student_num_layers)
 
@@ -166,12 +199,14 @@ def main() -> None:
         teacher_model=teacher,
         args=training_args,
         train_dataset=data["train"],
-        eval_dataset=eval_sets,
+        # One split is passed as itself, so that `eval_strategy` logs `eval_<metric>` and `load_best_model_at_end`
+        # finds `eval_loss`; MNLI's two are a dict (`eval_validation_matched_<metric>`, ...).
+        eval_dataset=eval_sets if len(eval_sets) > 1 else next(iter(eval_sets.values())),
         data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
@@ -205,10 +240,15 @@ def main() -> None:
         card = model_card(
             report,
             model_name=Path(training_args.output_dir).name,
-            base_model=model_args.teacher_model_name_or_path,
+            base_model=base_model,
             hub_model_id=training_args.hub_model_id,
+            eval_rows=len(eval_sets[task.validation_splits[0]]),
+            eval_rows_available=len(raw[task.validation_splits[0]]),
+            validation_file=data_args.validation_file,
         )
         (Path(training_args.output_dir) / "README.md").write_text(card, encoding="utf-8")
+    if training_args.do_predict:
+        predict_test_splits(trainer, test_sets, task, training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message=f"hf-distill student for GLUE {task.name}")
 

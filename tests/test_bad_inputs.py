@@ -27,9 +27,12 @@ from hf_distill.checks import check_label_order, check_same_tokenization
 from hf_distill.glue import get_task, load_glue
 from hf_distill.pipeline import (
     TEACHER_DONE_FILE,
+    check_max_seq_length,
     check_push_arguments,
+    check_run_flags,
     check_teacher_reuse,
     load_task_model,
+    plan_resume,
     tokenize_glue,
     warn_if_near_chance,
 )
@@ -144,6 +147,22 @@ def _case_recipe_teacher_without_head(tmp_path):
     load_task_model(str(tmp_path / "base"), get_task("rte"), require_head=True)
 
 
+def _case_finished_output_dir(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text("{}")
+    plan_resume(tmp_path / "run", None)
+
+
+def _case_position_limit(tmp_path):
+    tokenizer = _word_tokenizer(tmp_path, ["good"])
+    check_max_seq_length(256, tokenizer, _teacher())  # the tiny teacher has 64 positions
+
+
+def _case_generic_label_count(tmp_path):
+    BertForSequenceClassification(tiny_bert_config(num_labels=3)).save_pretrained(tmp_path / "three")
+    load_task_model(str(tmp_path / "three"), get_task("rte"), require_head=True)
+
+
 def _tokenize(tmp_path, texts: list[str], max_seq_length: int = 32):
     tokenizer = _word_tokenizer(tmp_path, ["good", "bad"])
     tokenizer.model_max_length = 64
@@ -171,6 +190,12 @@ CASES = [
         "temperature must be between 0.01 and 1000",
     ),
     ("weight-too-large", "arguments", lambda t: _args(t, alpha_kd=1e9), "alpha_kd must be at most 1e+06"),
+    (
+        "batch-size-not-positive",
+        "arguments",
+        lambda t: _args(t, per_device_train_batch_size=0),
+        "per_device_train_batch_size must be a positive integer",
+    ),
     (
         "weights-all-zero",
         "arguments",
@@ -310,6 +335,38 @@ CASES = [
         lambda t: check_student_layers(tiny_bert_config(), layers=[9]),
         "out of range",
     ),
+    (
+        "teacher-label-count",
+        "recipe --teacher_model_name_or_path",
+        _case_generic_label_count,
+        "classifies 3 labels but rte has 2",
+    ),
+    (
+        "teacher-finetune-epochs-negative",
+        "recipe --teacher_finetune_epochs",
+        lambda t: check_run_flags(_args(t), teacher_finetune_epochs=-1.0),
+        "--teacher_finetune_epochs must be >= 0",
+    ),
+    (
+        "eval-only-flags",
+        "recipe --do_eval",
+        lambda t: check_run_flags(_args(t, do_eval=True)),
+        "--do_eval without --do_train",
+    ),
+    (
+        "test-file-without-predict",
+        "recipe --test_file",
+        lambda t: check_run_flags(_args(t), test_file="test.tsv"),
+        "add --do_predict",
+    ),
+    ("finished-output-dir", "recipe --output_dir", _case_finished_output_dir, "already holds a finished run"),
+    (
+        "resume-without-checkpoint",
+        "recipe --resume_from_checkpoint",
+        lambda t: plan_resume(t / "new", "true"),
+        "holds no complete checkpoint",
+    ),
+    ("max-seq-length-positions", "recipe --max_seq_length", _case_position_limit, "position limit (64 tokens)"),
     ("unknown-task", "recipe --task_name", lambda t: get_task("sst3"), "sst3"),
     ("glue-dir-wrong-layout", "recipe --glue_dir", _glue_dir_missing_task, "RTE"),
     (

@@ -351,3 +351,39 @@ def test_failed_resave_over_a_complete_checkpoint_is_not_complete(tmp_path, monk
     assert is_complete_checkpoint(out / "checkpoint-4")
     assert not is_complete_checkpoint(out / "checkpoint-6")
     assert latest_complete_checkpoint(out) == str(out / "checkpoint-4")
+
+
+def test_a_checkpoint_resharded_after_marking_still_resumes(run_copy, tmp_path):
+    """The marker lists exact file names, so a checkpoint re-sharded after it was marked complete (weights saved
+    again as `model-00001-of-0000N.safetensors` with an index) was refused although it holds everything resume
+    needs. Weights that load through their index are accepted, and the resumed run equals the uninterrupted one."""
+    checkpoint = run_copy / "checkpoint-4"
+    state = safetensors.torch.load_file(checkpoint / "model.safetensors")
+    (checkpoint / "model.safetensors").unlink()
+    model = faults_trainer(tmp_path / "scratch").model
+    model.load_state_dict(state, strict=False)
+    model.save_pretrained(checkpoint, max_shard_size="20KB")
+    assert (checkpoint / "model.safetensors.index.json").is_file()
+    verify_checkpoint(checkpoint)  # no error
+
+    uninterrupted = loss_logs(faults_trainer(tmp_path / "full", max_steps=6))
+    trainer = faults_trainer(tmp_path, max_steps=6)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    resumed = [entry for entry in trainer.state.log_history if "loss" in entry]
+    for a, b in zip(uninterrupted, resumed):
+        for key in LOSS_KEYS:
+            assert b[key] == pytest.approx(a[key], abs=1e-6), (a["step"], key)
+
+    # A shard that the index names but that is gone is still refused.
+    shard = sorted(checkpoint.glob("model-*.safetensors"))[0]
+    shard.unlink()
+    with pytest.raises(ValueError, match=shard.name):
+        verify_checkpoint(checkpoint)
+
+
+def test_resume_errors_keep_trainers_phrase(run_copy):
+    """Users and tools match `Trainer`'s "Can't find a valid checkpoint at"; hf_distill's refusals used other
+    words."""
+    (run_copy / "checkpoint-6" / "scheduler.pt").unlink()
+    with pytest.raises(ValueError, match="Can't find a valid checkpoint at .*checkpoint-6"):
+        verify_checkpoint(run_copy / "checkpoint-6")

@@ -8,6 +8,7 @@ import fnmatch
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,13 @@ def common_args(output_dir: Path, teacher: Path) -> list[str]:
     ]
 
 
+def forget_student(output_dir: Path) -> None:
+    """Remove a finished run's student and results, keeping `_teacher`: a later run into the same directory is then
+    allowed (a finished run is otherwise refused) and reaches the teacher stage."""
+    for name in ("results.json", "model.safetensors"):
+        (output_dir / name).unlink()
+
+
 def write_train_file(glue_dir: Path, task_name: str, destination: Path) -> Path:
     """A small training TSV in the Hub's column layout, taken from the task's dev rows (QNLI, QQP and MNLI have no
     local train split)."""
@@ -137,6 +145,7 @@ def test_teacher_finetune_stage_saves_and_reuses_the_teacher(glue_dir, tiny_teac
     assert (teacher_dir / "hf_distill_teacher.json").is_file()
     first = (teacher_dir / "model.safetensors").stat().st_mtime_ns
 
+    forget_student(output_dir)
     run_recipe(monkeypatch, *args, "--teacher_finetune_epochs", "1")
     assert (teacher_dir / "model.safetensors").stat().st_mtime_ns == first
 
@@ -195,7 +204,7 @@ def test_push_to_hub_uploads_student_tokenizer_and_card(glue_dir, tiny_teacher_d
     )
     assert not any(name.startswith("_teacher") for name in fake.uploaded)
     card = ModelCard(fake.uploaded["README.md"].decode())
-    assert card.data.base_model == str(tiny_teacher_dir)
+    assert card.data.base_model is None  # a local teacher whose config names no Hub id: left out, never a path
     assert {"distillation", "hf-distill"} <= set(card.data.tags)
     text = card.text
     for expected in ("Hinton", "Sanh", "0, 2", "temperature", "retention", "nyu-mll/glue"):
@@ -285,12 +294,13 @@ def test_a_teacher_fine_tuned_for_another_task_is_not_reused(glue_dir, tiny_teac
     run_recipe(monkeypatch, *mrpc)
     results = json.loads((output_dir / "results.json").read_text())
     assert results["teacher"] == str(output_dir / "_teacher")
-    assert results["teacher_finetuning"]["base"] == str(tiny_teacher_dir)
-    assert results["teacher_finetuning"]["task"] == "mrpc"
+    assert results["teacher_finetuning"]["base"]["path"] == str(tiny_teacher_dir.resolve())
+    assert results["teacher_finetuning"]["task"] == "mrpc" and results["teacher_finetuning"]["reused"] is False
     assert "fine-tuned from" in (output_dir / "README.md").read_text()
     weights = output_dir / "_teacher" / "model.safetensors"
     before = weights.stat().st_mtime_ns
 
+    forget_student(output_dir)
     rte = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
     with pytest.raises(ValueError, match="task: saved 'mrpc', now 'rte'"):
         run_recipe(monkeypatch, *rte, "--teacher_finetune_epochs", "2")
@@ -340,3 +350,267 @@ def test_resume_from_checkpoint_true_on_the_command_line(glue_dir, tiny_teacher_
     assert state["global_step"] == 3
     # Resumed: steps 1 and 2 were not trained (nor saved) again.
     assert (output_dir / "checkpoint-2" / "model.safetensors").stat().st_mtime_ns == first_run
+
+
+def _state(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / "trainer_state.json").read_text())
+
+
+def test_eval_strategy_evaluates_the_student_during_training(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
+    """`--eval_strategy steps` (and so `--load_best_model_at_end`) crashed in the teacher's one-off evaluation with
+    "you didn't pass an `eval_dataset`", after the teacher had been fine-tuned. The strategy must evaluate the
+    student during training, as in `run_glue.py`."""
+    output_dir = tmp_path / "rte"
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    run_recipe(
+        monkeypatch, *args, "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps",
+        "--save_steps", "1", "--load_best_model_at_end", "true",
+    )  # fmt: skip
+    logs = _state(output_dir / "checkpoint-2")["log_history"]
+    evals = [entry for entry in logs if "eval_loss" in entry]
+    assert [entry["step"] for entry in evals] == [1, 2]
+    assert all("eval_accuracy" in entry for entry in evals)
+    assert (output_dir / "results.json").is_file()
+
+
+def test_max_seq_length_above_the_position_limit_fails_before_any_work(
+    glue_dir, tiny_teacher_dir, tmp_path, monkeypatch
+):
+    """A tokenizer without `model_max_length` let `--max_seq_length 1024` through for a 512-position model: it
+    trained, evaluated, then failed in the latency step with no results. The models' own position limits must be
+    checked first, naming the flag."""
+    output_dir = tmp_path / "rte"
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    with pytest.raises(ValueError, match="--max_seq_length 256 exceeds BertForSequenceClassification's position"):
+        run_recipe(monkeypatch, *args, "--max_seq_length", "256")  # the tiny teacher has 128 positions
+    assert not output_dir.exists()
+
+
+def _write_test_file(glue_dir: Path, destination: Path, rows: int = 9) -> Path:
+    """RTE rows to predict on, without their labels."""
+    dev = load_glue(GLUE_TASKS["rte"], glue_dir=glue_dir)["validation"]
+    path = destination / "rte_test.tsv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+        writer.writerow(["sentence1", "sentence2"])
+        for row in dev.select(range(rows)):
+            writer.writerow([row["sentence1"], row["sentence2"]])
+    return path
+
+
+def test_do_predict_writes_run_glue_predictions(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
+    """`--do_predict` was accepted and silently ignored, and `--test_file` refused. Predictions must be written as
+    `run_glue.py` writes them: `predict_results_<task>.txt`, one label name per test row."""
+    output_dir = tmp_path / "rte"
+    test_file = _write_test_file(glue_dir, tmp_path)
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    run_recipe(monkeypatch, *args, "--do_predict", "true", "--test_file", str(test_file))
+    lines = (output_dir / "predict_results_rte.txt").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 10
+    assert {line.split("\t")[1] for line in lines[1:]} <= {"entailment", "not_entailment"}
+    assert [int(line.split("\t")[0]) for line in lines[1:]] == list(range(9))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--test_file", "x.tsv"], "add --do_predict"),
+        (["--do_predict", "true"], "No test data for rte"),
+        (["--do_eval", "true"], "--do_eval without --do_train"),
+    ],
+)
+def test_run_glue_flags_that_cannot_be_honoured_are_refused(
+    extra, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch
+):
+    """`--do_predict`, `--test_file` and `--do_eval` were accepted with no effect; a flag the recipe cannot honour
+    must be refused before any work, naming the fix."""
+    output_dir = tmp_path / "rte"
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_recipe(monkeypatch, *args, *extra)
+    assert not output_dir.exists()
+
+
+def test_a_rerun_never_replaces_a_run_silently(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
+    """A re-run into a directory holding a finished or interrupted run started from scratch and replaced the
+    student, the checkpoints, `results.json` and the card. A finished run must be refused (nothing changed); an
+    interrupted one (checkpoints, no results) resumes from its newest complete checkpoint."""
+    output_dir = tmp_path / "rte"
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    run_recipe(monkeypatch, *args, "--save_strategy", "steps", "--save_steps", "1")
+    stamps = {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        run_recipe(monkeypatch, *args, "--save_strategy", "steps", "--save_steps", "1")
+    assert {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir() if p.is_file()} == stamps
+
+    # Interrupted: the run had only reached checkpoint-2 (its final files are gone).
+    forget_student(output_dir)
+    first = (output_dir / "checkpoint-2" / "model.safetensors").stat().st_mtime_ns
+    run_recipe(monkeypatch, *args, "--save_strategy", "steps", "--save_steps", "1", "--max_steps", "3")
+    assert _state(output_dir / "checkpoint-3")["global_step"] == 3
+    assert (output_dir / "checkpoint-2" / "model.safetensors").stat().st_mtime_ns == first  # not retrained
+
+
+def test_card_metadata_says_what_was_measured_and_never_a_local_path(glue_dir, tmp_path, monkeypatch, minilm_path):
+    """`base_model` was the teacher's local path, and `model-index` claimed "GLUE RTE validation" for a 20-row subset
+    or for the user's own file. `base_model` must be a Hub id (a flag, or the teacher's config) or absent, and the
+    results must name the data they were measured on."""
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    teacher_dir = tmp_path / "teacher"
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=128,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(teacher_dir)
+    tokenizer.save_pretrained(teacher_dir)
+    saved = json.loads((teacher_dir / "config.json").read_text())
+    (teacher_dir / "config.json").write_text(json.dumps({**saved, "_name_or_path": "someone/tiny-base"}))
+
+    output_dir = tmp_path / "rte"
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, teacher_dir)]
+    run_recipe(monkeypatch, *args)
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.base_model == "someone/tiny-base"
+    result = card.data.eval_results[0]
+    assert "first 20 of 277 rows" in result.dataset_name, result.dataset_name
+
+    output_dir = tmp_path / "rte_own"
+    own = tmp_path / "rte_dev.tsv"
+    dev = load_glue(GLUE_TASKS["rte"], glue_dir=glue_dir)["validation"]
+    with open(own, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+        writer.writerow(["sentence1", "sentence2", "label"])
+        for row in dev.select(range(12)):
+            writer.writerow([row["sentence1"], row["sentence2"], row["label"]])
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, teacher_dir)]
+    run_recipe(monkeypatch, *args, "--validation_file", str(own), "--base_model_id", "org/explicit-base")
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.base_model == "org/explicit-base"
+    result = card.data.eval_results[0]
+    assert "rte_dev.tsv" in result.dataset_name and result.dataset_type == "local-file"
+    assert "GLUE" not in result.dataset_name
+
+
+def test_teacher_evaluation_reports_nowhere_and_keeps_no_strategy(monkeypatch, tiny_classifier, tmp_path):
+    """The teacher's one-off evaluation inherited `--report_to tensorboard` (an untagged event file in the current
+    directory) and `--eval_strategy` (a crash); it must report nowhere and have no strategy of its own."""
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from hf_distill import pipeline
+
+    seen = {}
+
+    class Recording(pipeline.Trainer):
+        def __init__(self, *args, **kwargs):
+            seen["args"] = kwargs["args"]
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "Trainer", Recording)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "o"), report_to="none", eval_strategy="steps", eval_steps=1, use_cpu=True,
+        load_best_model_at_end=True, save_strategy="steps", save_steps=1,
+    )  # fmt: skip
+    rows = Dataset.from_dict({"input_ids": [[1, 2, 3]] * 4, "labels": [0, 1, 2, 0]})
+    from .conftest import pad_collate
+
+    pipeline.evaluate_teacher(tiny_classifier, args=args, eval_sets={"validation": rows}, data_collator=pad_collate)
+    assert seen["args"].report_to in ([], ["none"], "none")
+    assert seen["args"].eval_strategy == "no" and not seen["args"].load_best_model_at_end
+    assert args.eval_strategy == "steps"  # the run's own arguments are untouched
+
+
+def test_near_chance_banner_names_what_was_done(caplog):
+    """The banner told the user to fine-tune the teacher even when the run just had; it must say the fine-tuning
+    was not enough and what to change."""
+    import logging
+
+    from hf_distill.glue import get_task
+    from hf_distill.pipeline import warn_if_near_chance
+
+    with caplog.at_level(logging.WARNING):
+        assert warn_if_near_chance(get_task("rte"), {"eval_accuracy": 0.5}, [0, 1], finetuned_epochs=2)
+    text = caplog.text
+    assert "fine-tuned it for 2 epochs" in text and "--teacher_learning_rate" in text
+    assert "Fine-tune it first" not in text
+
+
+def test_teacher_reuse_follows_every_setting_and_the_base_weights(glue_dir, tmp_path, monkeypatch, minilm_path):
+    """The reuse check compared a handful of settings and the base as a string: a teacher trained with another
+    weight decay or scheduler, or from base weights overwritten in place, was silently reused, while the same base
+    folder spelled another way was refused. Every training setting and the base's resolved path and weights count."""
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    base = tmp_path / "base"
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=128,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    output_dir = tmp_path / "rte"
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, base)]
+    run_recipe(monkeypatch, *args)
+
+    forget_student(output_dir)
+    with pytest.raises(ValueError, match="training.weight_decay: saved 0.0, now 0.5"):
+        run_recipe(monkeypatch, *args, "--weight_decay", "0.5")
+    with pytest.raises(ValueError, match="training.lr_scheduler_type"):
+        run_recipe(monkeypatch, *args, "--lr_scheduler_type", "constant")
+
+    # The same folder by another spelling is the same base: reused, and the card and results say so.
+    other_spelling = os.path.relpath(base) + os.sep
+    run_recipe(monkeypatch, *args, "--teacher_model_name_or_path", other_spelling)
+    assert json.loads((output_dir / "results.json").read_text())["teacher_finetuning"]["reused"] is True
+    assert "(reused)" in (output_dir / "README.md").read_text()
+
+    # New weights saved over the base: another base.
+    forget_student(output_dir)
+    torch.manual_seed(1)
+    BertModel(config).save_pretrained(base)
+    with pytest.raises(ValueError, match="base.weights"):
+        run_recipe(monkeypatch, *args)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--per_device_train_batch_size", "0"], "per_device_train_batch_size must be a positive integer"),
+        (["--resume_from_checkpoint", "true"], "holds no complete checkpoint"),
+        (["--student_model_name_or_path", "./no/such/student"], "the student path './no/such/student' does not exist"),
+        (["--teacher_finetune_epochs", "-1"], "--teacher_finetune_epochs must be >= 0"),
+    ],
+)
+def test_more_bad_flags_fail_before_anything_is_created(
+    extra, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch
+):
+    """A batch size of 0 or `--resume_from_checkpoint true` into a new directory failed only after the teacher's
+    evaluation and left an empty output directory; a missing student path gave a raw Hub error; a negative
+    fine-tuning epoch count was silently accepted."""
+    output_dir = tmp_path / "rte"
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_recipe(monkeypatch, *args, *extra)
+    assert not output_dir.exists()
+
+
+def test_a_teacher_with_another_label_count_is_refused_clearly(glue_dir, tmp_path, monkeypatch, minilm_path):
+    """A 3-label classifier with generic label names used on 2-label RTE failed with a raw `RuntimeError` about
+    `ignore_mismatched_sizes`; it must name the label counts and the fix."""
+    from transformers import BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    teacher = tmp_path / "three"
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=128, num_labels=3,
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(teacher)
+    tokenizer.save_pretrained(teacher)
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(tmp_path / "rte", teacher)]
+    with pytest.raises(ValueError, match="classifies 3 labels but rte has 2"):
+        run_recipe(monkeypatch, *args, "--teacher_finetune_epochs", "0")
+    # Fine-tuning it replaces the head of the wrong size instead.
+    run_recipe(monkeypatch, *args)
+    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "rte").config.num_labels == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import inspect
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -359,3 +360,102 @@ def test_values_at_the_edges_of_validation_never_give_nan(temperature, scale, ti
     assert torch.isfinite(loss), (loss, parts)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in trainer.model.parameters() if p.grad is not None)
+
+
+class PlainClassifier(torch.nn.Module):
+    """A classifier without `config` (a plain `nn.Module`, as `Trainer` accepts), returning a dict."""
+
+    def __init__(self, seed: int, hidden: int = 16, with_hidden_states: bool = True, as_tuple: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embed = torch.nn.Embedding(VOCAB_SIZE, hidden)
+        self.head = torch.nn.Linear(hidden, 3)
+        self.with_hidden_states, self.as_tuple = with_hidden_states, as_tuple
+
+    def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False):
+        hidden = self.embed(input_ids)
+        mask = attention_mask.unsqueeze(-1).float() if attention_mask is not None else torch.ones_like(hidden[..., :1])
+        logits = self.head((hidden * mask).sum(1) / mask.sum(1))
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        if self.as_tuple:
+            return (loss, logits) if loss is not None else (logits,)
+        out = {"loss": loss, "logits": logits}
+        if output_hidden_states and self.with_hidden_states:
+            out["hidden_states"] = (hidden,)
+        return out
+
+
+def _plain_trainer(tmp_path, student, teacher, **overrides):
+    return DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=make_args(tmp_path, max_steps=2, **overrides),
+        train_dataset=random_token_dataset(16),
+        data_collator=pad_collate,
+    )
+
+
+def test_models_without_a_config_train(tmp_path):
+    """A model without `.config` got an `AttributeError` from the checks, although `Trainer` trains such modules and
+    the signature accepts them. With named outputs it must distil with every term."""
+    trainer = _plain_trainer(tmp_path, PlainClassifier(1), PlainClassifier(0))
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry][-1]
+    assert {"loss_kd", "loss_task", "loss_cos"} <= set(logged)
+
+
+def test_unnamed_outputs_and_missing_hidden_states_get_clear_errors(tmp_path):
+    """Tuple outputs of a plain module, or outputs without `hidden_states` while `alpha_cos > 0`, gave raw
+    `KeyError`s; the error must name the term or the output, the model and the fix."""
+    with pytest.raises(ValueError, match="returned a tuple, whose parts have no names"):
+        _plain_trainer(tmp_path, PlainClassifier(1, as_tuple=True), PlainClassifier(0)).train()
+    with pytest.raises(ValueError, match="alpha_cos > 0 needs the student's hidden states"):
+        _plain_trainer(tmp_path, PlainClassifier(1, with_hidden_states=False), PlainClassifier(0)).train()
+    with pytest.raises(ValueError, match="alpha_cos > 0 needs the teacher's hidden states"):
+        _plain_trainer(tmp_path, PlainClassifier(1), PlainClassifier(0, with_hidden_states=False)).train()
+    # With alpha_cos = 0 the same models train.
+    _plain_trainer(tmp_path, PlainClassifier(1, with_hidden_states=False), PlainClassifier(0), alpha_cos=0.0).train()
+
+
+def test_evaluate_before_train_prepares_the_student_like_trainer(tiny_classifier, tmp_path):
+    """The teacher was prepared into the accelerator at construction, and `Trainer`'s evaluation loop prepares the
+    model only while none is: a student evaluated before distillation ran unprepared (fp32 logits under bf16, no
+    `eval_model_preparation_time`). Evaluating first must behave exactly as with `Trainer`."""
+    from transformers import Trainer
+
+    dataset = random_token_dataset(8, seed=2)
+    common = dict(bf16=True, per_device_eval_batch_size=8)
+    plain = Trainer(
+        model=student_like(tiny_classifier), args=make_args(tmp_path / "a", **common), data_collator=pad_collate
+    )
+    ours = DistillationTrainer(
+        model=student_like(tiny_classifier),
+        teacher_model=tiny_classifier,
+        args=make_args(tmp_path / "b", **common),
+        data_collator=pad_collate,
+    )
+    expected, got = plain.predict(dataset), ours.predict(dataset)
+    assert set(got.metrics) == set(expected.metrics), set(expected.metrics) ^ set(got.metrics)
+    assert "test_model_preparation_time" in got.metrics
+    assert got.predictions.dtype == expected.predictions.dtype
+    np.testing.assert_allclose(got.predictions, expected.predictions)
+
+
+def test_a_plain_module_student_distils_from_a_transformers_teacher(tiny_classifier, tmp_path):
+    """A plain `nn.Module` student was refused as "a different head" (with a garbled `AutoModelModel` hint), though
+    the signature accepts it. With named outputs of the teacher's shapes it must distil."""
+    trainer = _plain_trainer(tmp_path, PlainClassifier(1), tiny_classifier, alpha_cos=0.0)
+    trainer.train()
+    assert any("loss_kd" in entry for entry in trainer.state.log_history)
+
+
+def test_numpy_settings_still_serialise(tmp_path):
+    """`temperature=numpy.float32(3.0)` passed validation but broke `args.to_json_string()` (called by TensorBoard
+    and the Hub card); values are stored as the floats they equal."""
+    import json
+
+    args = DistillationTrainingArguments(
+        output_dir=str(tmp_path / "o"), temperature=np.float32(3.0), alpha_kd=torch.tensor(2.0), report_to="none"
+    )
+    saved = json.loads(args.to_json_string())
+    assert saved["temperature"] == 3.0 and saved["alpha_kd"] == 2.0
