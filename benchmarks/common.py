@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hf_distill.report import collect_versions, machine_info
+from hf_distill.measure import collect_versions, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"

@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.common import minilm_path, write_result  # noqa: E402
 from benchmarks.render import update_readme  # noqa: E402
 from hf_distill import make_student  # noqa: E402
-from hf_distill.report import count_parameters, measure_latency, size_on_disk  # noqa: E402
+from hf_distill.measure import count_parameters, measure_latency, size_on_disk  # noqa: E402
 
 
 def main() -> None:

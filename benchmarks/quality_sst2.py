@@ -40,8 +40,13 @@ if str(ROOT) not in sys.path:
 from benchmarks.common import DEFAULT_GLUE_DIR, RESULTS_DIR, minilm_path, write_result  # noqa: E402
 from benchmarks.render import update_readme  # noqa: E402
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student  # noqa: E402
-from hf_distill.glue import get_task, load_glue, make_compute_metrics  # noqa: E402
-from hf_distill.pipeline import evaluate_teacher, finetune_teacher, tokenize_glue  # noqa: E402
+from hf_distill.glue import (  # noqa: E402
+    get_task,
+    load_glue,
+    make_compute_metrics,
+    tokenize_glue,  # noqa: E402
+)
+from hf_distill.teachers import evaluate_teacher, finetune_teacher  # noqa: E402
 
 VARIANTS = {
     "b": ("(b) layers 0,2,4, distilled (triple loss)", [0, 2, 4], "distill", False),

@@ -9,7 +9,10 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-LOSS_WEIGHT_NAMES: tuple[str, ...] = ("alpha_kd", "alpha_task", "alpha_cos", "alpha_mse")
+from .losses import LOSS_TERMS
+
+# The weight arguments, in the registry's order: `alpha_kd`, `alpha_task`, `alpha_cos`, `alpha_mse`.
+LOSS_WEIGHT_NAMES: tuple[str, ...] = tuple(term.flag for term in LOSS_TERMS.values())
 # The values that train without overflow. In fp32, a temperature near 1e-38 makes logits / T overflow to inf (NaN in
 # the softmax), and one near 1e19 makes T^2 overflow to inf (inf times a KL of 0 is NaN); well inside those limits,
 # T < 0.01 saturates the soft targets to one-hot and T > 1000 leaves a KL that rounds to 0, so neither is useful. A
@@ -54,20 +57,20 @@ class DistillationTrainingArguments(TrainingArguments):
         metadata={"help": "Softmax temperature T > 0 of the soft targets; the KD term is scaled by T^2."},
     )
     alpha_kd: float = field(
-        default=5.0,
-        metadata={"help": "Weight of the soft-target KL loss (MSE for regression heads). DistilBERT: 5.0."},
+        default=LOSS_TERMS["kd"].default_weight,
+        metadata={"help": f"Weight of {LOSS_TERMS['kd'].symbol}: {LOSS_TERMS['kd'].description}."},
     )
     alpha_task: float = field(
-        default=2.0,
-        metadata={"help": "Weight of the student's own task or MLM loss on the labels. DistilBERT: 2.0."},
+        default=LOSS_TERMS["task"].default_weight,
+        metadata={"help": f"Weight of {LOSS_TERMS['task'].symbol}: {LOSS_TERMS['task'].description}."},
     )
     alpha_cos: float = field(
-        default=1.0,
-        metadata={"help": "Weight of the cosine loss on last hidden states (non-padding tokens). DistilBERT: 1.0."},
+        default=LOSS_TERMS["cos"].default_weight,
+        metadata={"help": f"Weight of {LOSS_TERMS['cos'].symbol}: {LOSS_TERMS['cos'].description}."},
     )
     alpha_mse: float = field(
-        default=0.0,
-        metadata={"help": "Weight of the MSE between student and teacher logits (Tang et al. 2019). Off by default."},
+        default=LOSS_TERMS["mse"].default_weight,
+        metadata={"help": f"Weight of {LOSS_TERMS['mse'].symbol}: {LOSS_TERMS['mse'].description}."},
     )
 
     def __post_init__(self) -> None:

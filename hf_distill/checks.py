@@ -5,14 +5,18 @@ Each check raises `ValueError` naming the offending value and how to fix it. Non
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable
 from typing import Any
 
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
+from transformers.utils import logging
 
-from .modeling import head_suffix
+from .modeling import head_suffix, max_sequence_length
+
+logger = logging.get_logger(__name__)
 
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 _CLASSIFICATION_HEADS = ("ForSequenceClassification", "ForTokenClassification")
@@ -195,3 +199,93 @@ def check_label_order(id2label: dict[int, str] | None, label_names: list[str] | 
             "would mean different things. Re-map the dataset labels with the model's label2id, or fine-tune the "
             "teacher with the dataset's label order"
         )
+
+
+def check_max_seq_length(max_seq_length: int, tokenizer: PreTrainedTokenizerBase, *models: PreTrainedModel) -> None:
+    """Raise `ValueError` when `--max_seq_length` exceeds what the tokenizer or any of the models can take.
+
+    The tokenizer's `model_max_length` is often unset (a huge sentinel), so each model's own position limit
+    (`hf_distill.modeling.max_sequence_length`) is checked too: a longer input fails in the teacher's forward in the
+    middle of training, or in the latency step after it, with nothing saved.
+    """
+    limits = []
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if tokenizer_limit is not None and tokenizer_limit < 1e9:
+        limits.append((int(tokenizer_limit), "the tokenizer's model_max_length"))
+    for model in models:
+        limit = max_sequence_length(model.config)
+        if limit is not None:
+            limits.append((limit, f"{type(model).__name__}'s position limit"))
+    if max_seq_length < 1:
+        raise ValueError(f"--max_seq_length must be a positive number of tokens, got {max_seq_length}")
+    for limit, what in limits:
+        if max_seq_length > limit:
+            raise ValueError(
+                f"--max_seq_length {max_seq_length} exceeds {what} ({limit} tokens); pass --max_seq_length "
+                f"{min(128, limit)} (or at most {limit})"
+            )
+
+
+def check_push_arguments(args: TrainingArguments) -> None:
+    """Raise `ValueError` for `--push_to_hub` without `--hub_model_id`, before hours of training are spent: the
+    repository name would otherwise be guessed from the output directory."""
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id <user or org>/<model name>, e.g. me/minilm-l3-sst2")
+
+
+def warn_if_cpu_launch_is_single_process(args: TrainingArguments) -> bool:
+    """Warn when a multi-process CPU launch does not give one distributed run.
+
+    - `accelerate launch --cpu --num_processes N` (N > 1) starts ONE process: accelerate's `--cpu` flag uses its
+      simple launcher unless `--mpirun_hostfile` is given, though it still sets `MASTER_ADDR`.
+    - `accelerate launch --multi_gpu --num_processes N` on a machine without GPUs starts N processes, but without
+      `--use_cpu true` each of them trains alone (world size 1): N independent runs writing the same output dir.
+
+    Returns whether a warning was given.
+    """
+    launched_for_many = "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ
+    if launched_for_many and os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true"):
+        logger.warning(
+            "accelerate launch --cpu with --num_processes > 1 started ONE process (accelerate uses its simple "
+            "launcher for --cpu). For several CPU processes use: accelerate launch --multi_gpu --num_processes N "
+            "... --use_cpu true"
+        )
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.world_size == 1:
+        logger.warning(
+            "%s processes were launched but each trains alone (world size 1); on a machine without GPUs pass "
+            "--use_cpu true so that they form one distributed run",
+            os.environ["WORLD_SIZE"],
+        )
+        return True
+    return False
+
+
+def check_run_flags(
+    args: TrainingArguments,
+    *,
+    test_file: str | None = None,
+    teacher_finetune_epochs: float = 0.0,
+    teacher_learning_rate: float | None = None,
+) -> None:
+    """Raise `ValueError` for `run_glue.py` flags that this recipe would otherwise ignore.
+
+    The recipe always distils the student and evaluates it (the report and the card need both), so `--do_train` and
+    `--do_eval` are accepted as what it does; `--do_eval` without `--do_train` asks for an evaluation-only run,
+    which it has no mode for. `--do_predict` is honoured (`predict_test_splits`); `--test_file` needs it.
+    """
+    explicit_eval = args.do_eval and args.eval_strategy == "no"  # `eval_strategy` alone also sets do_eval
+    if explicit_eval and not args.do_train:
+        raise ValueError(
+            "--do_eval without --do_train asks for an evaluation-only run, but this recipe always distils a student "
+            "and then evaluates it; add --do_train (or drop --do_eval), or evaluate a saved student with "
+            "Trainer.evaluate"
+        )
+    if test_file is not None and not args.do_predict:
+        raise ValueError(f"--test_file {test_file} is only read for predictions; add --do_predict")
+    if not math.isfinite(teacher_finetune_epochs) or teacher_finetune_epochs < 0:
+        raise ValueError(
+            f"--teacher_finetune_epochs must be >= 0 (0 uses the teacher as given), got {teacher_finetune_epochs}"
+        )
+    if teacher_learning_rate is not None and not (math.isfinite(teacher_learning_rate) and teacher_learning_rate > 0):
+        raise ValueError(f"--teacher_learning_rate must be a positive number, got {teacher_learning_rate}")

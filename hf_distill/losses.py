@@ -15,6 +15,7 @@ Each formula is written once, here. The trainer only chooses inputs, masks and w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -47,6 +48,61 @@ CITATIONS: dict[str, str] = {
         "  year={2019}\n"
         "}"
     ),
+}
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One term of the distillation loss, the single source of its names from flag to log to card.
+
+    Attributes:
+        name (`str`): The short name, e.g. `"cos"`: the key of `LOSS_TERMS` and of the trainer's loss parts.
+        symbol (`str`): How the card and the docs write it, e.g. `"L_cos"`.
+        description (`str`): One line for the card and the flag's help.
+        default_weight (`float`): The weight's default (DistilBERT's 5 : 2 : 1 for kd, task, cos; mse off).
+        paper (`str`, *optional*): The key of its paper in `CITATIONS`.
+    """
+
+    name: str
+    symbol: str
+    description: str
+    default_weight: float
+    paper: str | None = None
+
+    @property
+    def flag(self) -> str:
+        """The argument that weights it: `alpha_<name>` (`--alpha_cos`)."""
+        return f"alpha_{self.name}"
+
+    @property
+    def log_key(self) -> str:
+        """Its key in the training logs: `loss_<name>` (`loss_cos`)."""
+        return f"loss_{self.name}"
+
+
+# The registry: every place that names a loss term (arguments, trainer logs, card, benchmarks, README) reads it here.
+LOSS_TERMS: dict[str, LossTerm] = {
+    term.name: term
+    for term in (
+        LossTerm(
+            "kd",
+            "L_kd",
+            "soft-target KL divergence at temperature T, scaled by T² (MSE for regression); Hinton et al., 2015",
+            5.0,
+            "hinton2015",
+        ),
+        LossTerm("task", "L_task", "the student's own loss on the labels (cross-entropy, masked LM, ...)", 2.0),
+        LossTerm(
+            "cos",
+            "L_cos",
+            "cosine loss between student and teacher last hidden states; Sanh et al., 2019",
+            1.0,
+            "sanh2019",
+        ),
+        LossTerm(
+            "mse", "L_mse", "mean squared error between student and teacher logits; Tang et al., 2019", 0.0, "tang2019"
+        ),
+    )
 }
 
 

@@ -28,25 +28,28 @@ from transformers import (
 )
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
-from hf_distill.checks import check_same_tokenization, check_teacher_student
-from hf_distill.glue import get_task, load_glue, make_compute_metrics
-from hf_distill.pipeline import (
+from hf_distill.card import DistillationReport, format_table, hub_base_model, model_card
+from hf_distill.checkpoints import plan_resume
+from hf_distill.checks import (
     check_max_seq_length,
     check_push_arguments,
     check_run_flags,
+    check_same_tokenization,
+    check_teacher_student,
+    warn_if_cpu_launch_is_single_process,
+)
+from hf_distill.glue import (
     evaluate_splits,
-    evaluate_teacher,
-    finetune_teacher,
-    load_task_model,
-    plan_resume,
+    get_task,
+    load_glue,
+    make_compute_metrics,
     predict_test_splits,
     tokenize_glue,
-    warn_if_cpu_launch_is_single_process,
-    warn_if_near_chance,
 )
+from hf_distill.measure import measure_latency
 from hf_distill.processes import end_processes_together
-from hf_distill.report import DistillationReport, format_table, hub_base_model, measure_latency, model_card
 from hf_distill.student import check_student_layers
+from hf_distill.teachers import evaluate_teacher, finetune_teacher, load_task_model, warn_if_near_chance
 
 logger = logging.getLogger(__name__)
 

@@ -23,20 +23,17 @@ from transformers import (
 )
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
-from hf_distill.checks import check_label_order, check_same_tokenization
-from hf_distill.glue import get_task, load_glue
-from hf_distill.pipeline import (
-    TEACHER_DONE_FILE,
+from hf_distill.checkpoints import plan_resume
+from hf_distill.checks import (
+    check_label_order,
     check_max_seq_length,
     check_push_arguments,
     check_run_flags,
-    check_teacher_reuse,
-    load_task_model,
-    plan_resume,
-    tokenize_glue,
-    warn_if_near_chance,
+    check_same_tokenization,
 )
+from hf_distill.glue import get_task, load_glue, tokenize_glue
 from hf_distill.student import check_student_layers
+from hf_distill.teachers import TEACHER_DONE_FILE, check_teacher_reuse, load_task_model, warn_if_near_chance
 
 from .conftest import REPO_ROOT, pad_collate, random_token_dataset, tiny_bert_config
 

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from hf_distill import glue
 from hf_distill.glue import (
     GLUE_TASKS,
     compute_glue_metrics,
@@ -27,6 +26,7 @@ from hf_distill.glue import (
     main_metric,
     make_compute_metrics,
 )
+from hf_distill.glue import data as glue
 
 GLUE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue"
 

@@ -249,8 +249,7 @@ def test_two_processes_gather_metrics_over_the_whole_dev_set(glue_dir, tiny_teac
     # One-process evaluation of the saved student on the same 37 rows.
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from hf_distill.glue import make_compute_metrics
-    from hf_distill.pipeline import tokenize_glue
+    from hf_distill.glue import make_compute_metrics, tokenize_glue
 
     task = GLUE_TASKS["mrpc"]
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
@@ -498,7 +497,7 @@ def test_teacher_evaluation_reports_nowhere_and_keeps_no_strategy(monkeypatch, t
     from datasets import Dataset
     from transformers import TrainingArguments
 
-    from hf_distill import pipeline
+    from hf_distill import teachers as pipeline
 
     seen = {}
 
@@ -527,7 +526,7 @@ def test_near_chance_banner_names_what_was_done(caplog):
     import logging
 
     from hf_distill.glue import get_task
-    from hf_distill.pipeline import warn_if_near_chance
+    from hf_distill.teachers import warn_if_near_chance
 
     with caplog.at_level(logging.WARNING):
         assert warn_if_near_chance(get_task("rte"), {"eval_accuracy": 0.5}, [0, 1], finetuned_epochs=2)

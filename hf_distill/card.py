@@ -1,14 +1,7 @@
-"""What a distillation run produced, measured and written down: `results.json`, a plain-text table and a model card.
+"""What a run produced, written down: `DistillationReport` (`results.json`), the printed table and the model card.
 
-The pieces, each usable on its own:
-
-- `count_parameters` and `size_on_disk`: how big the teacher and the student are;
-- `measure_latency`: how fast several models are on the same inputs, measured in one run and interleaved, so that the
-  speedup ratio survives a noisy machine even when the absolute times do not;
-- `DistillationReport`: the numbers of one run (metrics of both models, retention, size, speed, loss settings,
-  versions, machine), with `to_dict` / `save_json` for `results.json`;
-- `format_table` and `model_card`: the report as a terminal table and as a Hugging Face `README.md` whose citations
-  are those of `hf_distill.losses.CITATIONS` and `hf_distill.glue.GLUE_CITATION`.
+The card's loss terms and citations come from the registry in `hf_distill.losses` (`LOSS_TERMS`, `CITATIONS`), and
+GLUE's from `hf_distill.glue.GLUE_CITATION`; sizes and latency from `hf_distill.measure`.
 """
 
 from __future__ import annotations
@@ -16,29 +9,26 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import re
-import statistics
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import torch
-import transformers
 from huggingface_hub import EvalResult, ModelCardData
-from torch import nn
-from transformers import PreTrainedModel
+from transformers import (
+    PreTrainedModel,
+)
 from transformers.utils import logging
 
-from .arguments import LOSS_WEIGHT_NAMES, DistillationTrainingArguments
+from .arguments import DistillationTrainingArguments
 from .glue import GLUE_CITATION, HUB_DATASET, GlueTask, get_task
-from .losses import CITATIONS
+from .losses import CITATIONS, LOSS_TERMS, LossTerm
+from .measure import collect_versions, count_parameters, machine_info, size_on_disk
 
 logger = logging.get_logger(__name__)
+
 
 # Entries of `Trainer.evaluate()` that describe the evaluation run rather than the model's quality. They are kept in
 # `results.json` but left out of tables, retention and the model card. `loss` is among them because the evaluation
@@ -46,6 +36,7 @@ logger = logging.get_logger(__name__)
 _BOOKKEEPING_METRICS = frozenset(
     {"loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time"}
 )
+
 
 # `TrainingArguments` fields worth stating in a model card, in the order shown there.
 _HYPERPARAMETERS: tuple[str, ...] = (
@@ -64,256 +55,6 @@ _HYPERPARAMETERS: tuple[str, ...] = (
 )
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Size
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Count the unique parameters of `model`: a weight shared by several modules counts once.
-
-    Tied weights (a masked-LM decoder tied to the word embeddings) are one `nn.Parameter` reached under two names;
-    `model.parameters()` yields it once. Distinct `Parameter` objects that view the same memory are also counted once.
-    Buffers (position ids, running statistics) are not parameters and are not counted.
-
-    Args:
-        model (`nn.Module`): The model.
-
-    Returns:
-        `int`: The number of parameter elements.
-    """
-    seen: set[tuple[Any, ...]] = set()
-    total = 0
-    for parameter in model.parameters():
-        # Meta tensors have no memory (data_ptr 0); only their identity tells them apart.
-        pointer = parameter.data_ptr()
-        key = (parameter.device, pointer, parameter.shape) if pointer else (id(parameter),)
-        if key not in seen:
-            seen.add(key)
-            total += parameter.numel()
-    return total
-
-
-def _weight_files(directory: Path) -> list[Path]:
-    """The files `from_pretrained` would load weights from: safetensors if there are any, else PyTorch `.bin`."""
-    safetensors = sorted(directory.glob("*.safetensors"))
-    if safetensors:
-        return safetensors
-    # `Trainer` writes its arguments as `training_args.bin`, which holds no weights.
-    return sorted(path for path in directory.glob("*.bin") if path.name != "training_args.bin")
-
-
-def size_on_disk(model_or_dir: PreTrainedModel | str | os.PathLike) -> int:
-    """Measure the bytes a model's weights take on disk.
-
-    For a directory, the weight files at its top level are summed: the `*.safetensors` files, or when there are none
-    the `*.bin` files (`training_args.bin` excluded), as `from_pretrained` prefers safetensors. Checkpoint sub-folders
-    are not counted. A model is saved with `save_pretrained` (safetensors, tied weights stored once) to a temporary
-    directory, which is then measured; the size is that of the model's current dtype.
-
-    Args:
-        model_or_dir (`PreTrainedModel`, `str` or `os.PathLike`): A model, or a directory written by `save_pretrained`.
-
-    Returns:
-        `int`: The size in bytes.
-
-    Raises:
-        ValueError: If the directory does not exist or holds no weight file.
-        TypeError: If `model_or_dir` is neither a `PreTrainedModel` nor a path.
-    """
-    if isinstance(model_or_dir, PreTrainedModel):
-        with tempfile.TemporaryDirectory() as tmp:
-            model_or_dir.save_pretrained(tmp)
-            return size_on_disk(tmp)
-    if not isinstance(model_or_dir, (str, os.PathLike)):
-        raise TypeError(
-            f"size_on_disk takes a transformers PreTrainedModel or a directory, got {type(model_or_dir).__name__}"
-        )
-    directory = Path(model_or_dir)
-    if not directory.is_dir():
-        raise ValueError(f"{directory} is not a directory; pass a model or a folder written by save_pretrained")
-    files = _weight_files(directory)
-    if not files:
-        raise ValueError(f"{directory} holds no *.safetensors or *.bin weight file")
-    return sum(path.stat().st_size for path in files)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Speed
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
-def measure_latency(
-    models: Mapping[str, nn.Module],
-    *,
-    vocab_size: int,
-    batch_sizes: Sequence[int] = (1, 32),
-    seq_len: int = 128,
-    repeats: int = 10,
-    warmup: int = 2,
-    seed: int = 0,
-    num_threads: int | None = None,
-) -> dict[str, Any]:
-    """Time the forward pass of several models on the same random inputs, interleaved, in one run.
-
-    For each batch size, the models are first run `warmup` times each, then `repeats` rounds follow in which every
-    model runs once, in turn. The order rotates from round to round (A B, B A, ...) so that no model always runs in the
-    other's wake. Machine noise (frequency scaling, other processes) therefore hits every model alike, which makes the
-    speedup ratio the reliable figure on a shared or noisy machine; the absolute times are not, and say little beyond
-    the machine and the moment they were taken on.
-
-    Inputs are `input_ids` drawn uniformly from `[0, vocab_size)` and an all-ones `attention_mask` of shape
-    `(batch_size, seq_len)`, so no padding shortens the work. Models run in eval mode under `torch.inference_mode()`
-    on the device their parameters are on; afterwards every module's training flag and torch's thread count are
-    restored to what they were, and no weight is changed.
-
-    On a machine whose cores are busy with other work, more threads than free cores makes every operation wait for the
-    slowest thread, and a small model can run a hundred times slower than on one thread; `num_threads=1` measures
-    the model rather than the contention.
-
-    Args:
-        models (`Mapping[str, nn.Module]`):
-            The models by display name. The first is the reference (e.g. the teacher) that speedups are relative to.
-            Each must accept `input_ids` and `attention_mask` keyword arguments.
-        vocab_size (`int`):
-            The token ids are drawn below this; use the smallest vocabulary of the models.
-        batch_sizes (`Sequence[int]`, *optional*, defaults to `(1, 32)`):
-            The batch sizes to time.
-        seq_len (`int`, *optional*, defaults to `128`):
-            The sequence length of every input; at most the models' `max_position_embeddings`.
-        repeats (`int`, *optional*, defaults to `10`):
-            Timed rounds per batch size; the median over them is reported.
-        warmup (`int`, *optional*, defaults to `2`):
-            Untimed runs per model and batch size before the timed rounds (first calls allocate and select kernels).
-        seed (`int`, *optional*, defaults to `0`):
-            Seed of the generator that draws the token ids.
-        num_threads (`int`, *optional*):
-            torch's intra-op thread count during the measurement; defaults to the current one.
-
-    Returns:
-        `dict[str, Any]`: `"reference"` (the first name), `"batch_sizes"`, `"seq_len"`, `"repeats"`, `"warmup"`,
-        `"num_threads"` (torch's intra-op threads during the measurement), `"devices"` (by model name) and
-        `"results"`: for each model name, for each batch size (an `int` key, a string once written as JSON):
-
-        - `"median_s"`: the median forward time in seconds;
-        - `"throughput"`: examples per second, `batch_size / median_s`;
-        - `"speedup"`: how many times faster than the reference, the median over rounds of the reference's time
-          divided by this model's time in the same round (1.0 for the reference); pairing the two times of a round
-          cancels the noise they share, better than a ratio of two medians would;
-        - `"times_s"`: the time of every round, in seconds.
-
-    Raises:
-        ValueError: If `models` is empty, `seq_len` exceeds a model's `max_position_embeddings`, or a batch size,
-            `seq_len`, `repeats`, `warmup`, `vocab_size` or `num_threads` is out of range.
-    """
-    if not models:
-        raise ValueError("measure_latency needs at least one model")
-    if (
-        min(vocab_size, seq_len, repeats, *batch_sizes) < 1
-        or warmup < 0
-        or (num_threads is not None and num_threads < 1)
-    ):
-        raise ValueError(
-            f"measure_latency needs vocab_size, seq_len, repeats, batch sizes and num_threads >= 1 and warmup >= 0, "
-            f"got vocab_size={vocab_size}, seq_len={seq_len}, repeats={repeats}, warmup={warmup}, "
-            f"batch_sizes={tuple(batch_sizes)}, num_threads={num_threads}"
-        )
-    for name, model in models.items():
-        max_positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-        if isinstance(max_positions, int) and seq_len > max_positions:
-            raise ValueError(
-                f"seq_len={seq_len} exceeds the max_position_embeddings={max_positions} of model {name!r}; pass a "
-                "smaller seq_len"
-            )
-
-    batch_sizes = list(dict.fromkeys(batch_sizes))
-    names = list(models)
-    reference = names[0]
-    devices = {name: _device_of(model) for name, model in models.items()}
-    flags = {name: [(module, module.training) for module in model.modules()] for name, model in models.items()}
-    generator = torch.Generator().manual_seed(seed)
-    times: dict[str, dict[int, list[float]]] = {name: {} for name in names}
-
-    def forward(name: str, inputs: dict[str, torch.Tensor]) -> float:
-        device = devices[name]
-        batch = {key: value.to(device) for key, value in inputs.items()}
-        start = time.perf_counter()
-        models[name](**batch)
-        if device.type == "cuda":
-            # GPU kernels run asynchronously; without this sync the timer would stop at the launch, not the result.
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    previous_threads = torch.get_num_threads()
-    try:
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
-        threads_used = torch.get_num_threads()
-        for model in models.values():
-            model.eval()
-        with torch.inference_mode():
-            for batch_size in batch_sizes:
-                inputs = {
-                    "input_ids": torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator),
-                    "attention_mask": torch.ones(batch_size, seq_len, dtype=torch.long),
-                }
-                for _ in range(warmup):
-                    for name in names:
-                        forward(name, inputs)
-                rounds: list[dict[str, float]] = []
-                for r in range(repeats):
-                    order = names[r % len(names) :] + names[: r % len(names)]
-                    rounds.append({name: forward(name, inputs) for name in order})
-                for name in names:
-                    times[name][batch_size] = [round_times[name] for round_times in rounds]
-    finally:
-        torch.set_num_threads(previous_threads)
-        for module_flags in flags.values():
-            for module, training in module_flags:
-                module.training = training
-
-    results: dict[str, dict[int, dict[str, Any]]] = {}
-    for name in names:
-        results[name] = {}
-        for batch_size, model_times in times[name].items():
-            median = statistics.median(model_times)
-            # Exactly 1.0 for the reference itself.
-            speedup = statistics.median(ref / own for ref, own in zip(times[reference][batch_size], model_times))
-            results[name][batch_size] = {
-                "median_s": median,
-                "throughput": batch_size / median,
-                "speedup": speedup,
-                "times_s": model_times,
-            }
-        logger.info(
-            f"Latency of {name!r} at seq_len {seq_len}: "
-            + ", ".join(
-                f"batch {size}: {entry['median_s'] * 1e3:.2f} ms ({entry['speedup']:.2f}x)"
-                for size, entry in results[name].items()
-            )
-        )
-    return {
-        "reference": reference,
-        "batch_sizes": batch_sizes,
-        "seq_len": seq_len,
-        "repeats": repeats,
-        "warmup": warmup,
-        "num_threads": threads_used,
-        "devices": {name: str(device) for name, device in devices.items()},
-        "results": results,
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The report
-# ---------------------------------------------------------------------------------------------------------------------
-
-
 def retention(student_score: float | None, teacher_score: float | None) -> float | None:
     """The student's score as a percentage of the teacher's: `student / teacher * 100`.
 
@@ -330,42 +71,6 @@ def retention(student_score: float | None, teacher_score: float | None) -> float
     if not (math.isfinite(student_score) and math.isfinite(teacher_score)) or teacher_score <= 0:
         return None
     return student_score / teacher_score * 100
-
-
-def collect_versions() -> dict[str, str]:
-    """The versions of Python, torch, transformers and hf_distill in use."""
-    # Imported here: `hf_distill/__init__.py` defines `__version__` after importing its submodules.
-    from . import __version__
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "hf_distill": __version__,
-    }
-
-
-def _cpu_name() -> str:
-    """The CPU model, e.g. "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"; the architecture where it is unknown."""
-    # `platform.processor()` is empty on most Linux systems; the model name is in /proc/cpuinfo there.
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict[str, Any]:
-    """The machine the numbers were measured on: platform, processor, CPU count and torch's thread count."""
-    return {
-        "platform": platform.platform(),
-        "processor": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_num_threads": torch.get_num_threads(),
-    }
 
 
 def _glue_task(task: str) -> GlueTask | None:
@@ -536,7 +241,7 @@ class DistillationReport:
             teacher_size_bytes=size_on_disk(teacher),
             student_size_bytes=size_on_disk(student),
             temperature=args.temperature,
-            loss_weights={name: getattr(args, name) for name in LOSS_WEIGHT_NAMES},
+            loss_weights={term.flag: getattr(args, term.flag) for term in LOSS_TERMS.values()},
             teacher=teacher_name or record.get("teacher") or teacher.config.name_or_path or None,
             teacher_finetuning=teacher_finetuning,
             teacher_layers=record.get("teacher_layers"),
@@ -586,25 +291,9 @@ class DistillationReport:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Table and model card
-# ---------------------------------------------------------------------------------------------------------------------
-
-# How each loss weight's term is written in the model card, with the paper it comes from.
-_LOSS_TERMS: dict[str, tuple[str, str, str | None]] = {
-    "alpha_kd": (
-        "L_kd",
-        "soft-target KL divergence at temperature T, scaled by T² (MSE for regression); Hinton et al., 2015",
-        "hinton2015",
-    ),
-    "alpha_task": ("L_task", "the student's own loss on the labels", None),
-    "alpha_cos": (
-        "L_cos",
-        "cosine loss between student and teacher last hidden states; Sanh et al., 2019",
-        "sanh2019",
-    ),
-    "alpha_mse": ("L_mse", "mean squared error between student and teacher logits; Tang et al., 2019", "tang2019"),
-}
+def _term_of(flag: str) -> LossTerm | None:
+    """The registry entry of a weight argument (`"alpha_cos"`), or `None` for a name the registry does not know."""
+    return next((term for term in LOSS_TERMS.values() if term.flag == flag), None)
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -845,9 +534,12 @@ def model_card(
         else dataset_name
     )
     used = [name for name, weight in report.loss_weights.items() if weight]
-    objective = " + ".join(f"{report.loss_weights[name]:g} · {_LOSS_TERMS.get(name, (name,))[0]}" for name in used)
+    terms_used = [_term_of(flag) for flag in used]
+    objective = " + ".join(
+        f"{report.loss_weights[flag]:g} · {term.symbol if term else flag}" for flag, term in zip(used, terms_used)
+    )
     terms = "\n".join(
-        f"- `{_LOSS_TERMS[name][0]}` (`{name}`): {_LOSS_TERMS[name][1]}" for name in used if name in _LOSS_TERMS
+        f"- `{term.symbol}` (`{term.flag}`): {term.description}" for term in terms_used if term is not None
     )
     share = report.student_parameters / report.teacher_parameters * 100 if report.teacher_parameters else None
 
@@ -871,7 +563,7 @@ def model_card(
         hyperparameters["training_time_s"] = round(report.training_time_s, 1)
 
     # Knowledge distillation itself and DistilBERT's layer-copying initialisation, then the papers of the loss terms.
-    papers = dict.fromkeys(["hinton2015", "sanh2019", *(_LOSS_TERMS.get(name, ("", "", None))[2] for name in used)])
+    papers = dict.fromkeys(["hinton2015", "sanh2019", *(term.paper for term in terms_used if term is not None)])
     citations = [CITATIONS[paper] for paper in papers if paper is not None]
     if glue_task is not None:
         citations.append(GLUE_CITATION)

@@ -1,129 +1,34 @@
-"""Steps of a GLUE distillation run that recipes call: tokenisation, the teacher stage and evaluation.
-
-The recipe `recipes/glue_distill.py` stays a thin script; everything it does beyond parsing arguments lives here or in
-`hf_distill.glue` and `hf_distill.report`.
-"""
+"""The teacher stage of a run: load a teacher for the task, fine-tune it (or reuse an identical earlier one), evaluate
+it, and warn when it is near chance. The home of the teacher modes to come (cached outputs, ensembles, routes)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import math
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     PreTrainedModel,
-    PreTrainedTokenizerBase,
     Trainer,
     TrainingArguments,
 )
 from transformers.utils import logging
 
-from .checkpoints import latest_complete_checkpoint
 from .checks import check_label_order, has_custom_label_names
 from .glue import GlueTask, main_metric
-from .modeling import check_model_reference, max_sequence_length
+from .glue.evaluation import evaluate_splits
+from .modeling import check_model_reference
 
 logger = logging.get_logger(__name__)
 
+
 TEACHER_DONE_FILE = "hf_distill_teacher.json"
-
-
-def tokenize_glue(
-    raw: DatasetDict,
-    task: GlueTask,
-    tokenizer: PreTrainedTokenizerBase,
-    *,
-    max_seq_length: int = 128,
-    max_train_samples: int | None = None,
-    max_eval_samples: int | None = None,
-) -> DatasetDict:
-    """Tokenise the text columns of a GLUE `DatasetDict`, keeping `label`; padding is left to the collator.
-
-    Args:
-        raw (`DatasetDict`): From `hf_distill.glue.load_glue`.
-        task (`GlueTask`): The task, for its text columns.
-        tokenizer (`PreTrainedTokenizerBase`): The teacher's tokenizer.
-        max_seq_length (`int`, *optional*, defaults to 128): Truncation length; at most the model's limit.
-        max_train_samples (`int`, *optional*): Keep the first N training rows (debugging, quick runs).
-        max_eval_samples (`int`, *optional*): Keep the first N rows of each validation split.
-
-    Returns:
-        `DatasetDict`: Splits with `input_ids`, `attention_mask` (and `token_type_ids`) and `label`.
-
-    Raises:
-        ValueError: If `max_seq_length` exceeds the tokenizer's limit or a sample limit is not positive.
-    """
-    limit = tokenizer.model_max_length
-    if max_seq_length < 1 or (limit is not None and limit < 1e9 and max_seq_length > limit):
-        raise ValueError(
-            f"max_seq_length={max_seq_length} is outside 1..{limit}, the limit of this tokenizer/model; "
-            f"pass --max_seq_length {min(128, limit)} or less"
-        )
-    for name, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be a positive number of rows, got {value}")
-
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        texts = [batch[key] for key in task.text_keys]
-        return tokenizer(*texts, truncation=True, max_length=max_seq_length)
-
-    processed = {}
-    for split, dataset in raw.items():
-        limit_rows = max_train_samples if split == "train" else None if split.startswith("test") else max_eval_samples
-        if limit_rows is not None:
-            dataset = dataset.select(range(min(limit_rows, len(dataset))))
-        if len(dataset) == 0:
-            raise ValueError(f"the {split} split of {task.name} is empty; check the data files or sample limits")
-        for key in task.text_keys:
-            if key not in dataset.column_names:
-                raise ValueError(
-                    f"the {split} split has no text column {key!r} (columns: {dataset.column_names}); rename the "
-                    f"column or pass a file with the {task.name} columns {list(task.text_keys)}"
-                )
-            empty = sum(1 for text in dataset[key] if text is None or not str(text).strip())
-            if empty == len(dataset):
-                raise ValueError(
-                    f"the text column {key!r} of the {split} split is empty in all {empty} rows; check the file's "
-                    "columns and delimiter"
-                )
-            if empty:
-                logger.warning("%d of %d rows of %s[%r] have empty text", empty, len(dataset), split, key)
-        drop = [c for c in dataset.column_names if c not in ("label",)]
-        processed[split] = dataset.map(encode, batched=True, remove_columns=drop, desc=f"Tokenizing {split}")
-    return DatasetDict(processed)
-
-
-def check_max_seq_length(max_seq_length: int, tokenizer: PreTrainedTokenizerBase, *models: PreTrainedModel) -> None:
-    """Raise `ValueError` when `--max_seq_length` exceeds what the tokenizer or any of the models can take.
-
-    The tokenizer's `model_max_length` is often unset (a huge sentinel), so each model's own position limit
-    (`hf_distill.modeling.max_sequence_length`) is checked too: a longer input fails in the teacher's forward in the
-    middle of training, or in the latency step after it, with nothing saved.
-    """
-    limits = []
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
-    if tokenizer_limit is not None and tokenizer_limit < 1e9:
-        limits.append((int(tokenizer_limit), "the tokenizer's model_max_length"))
-    for model in models:
-        limit = max_sequence_length(model.config)
-        if limit is not None:
-            limits.append((limit, f"{type(model).__name__}'s position limit"))
-    if max_seq_length < 1:
-        raise ValueError(f"--max_seq_length must be a positive number of tokens, got {max_seq_length}")
-    for limit, what in limits:
-        if max_seq_length > limit:
-            raise ValueError(
-                f"--max_seq_length {max_seq_length} exceeds {what} ({limit} tokens); pass --max_seq_length "
-                f"{min(128, limit)} (or at most {limit})"
-            )
 
 
 def chance_level(task: GlueTask, labels: list[int] | list[float]) -> float:
@@ -206,6 +111,8 @@ _NOT_TEACHER_SETTINGS = frozenset(
         "trackio_space_id", "temperature", "alpha_kd", "alpha_task", "alpha_cos", "alpha_mse",
     }
 )  # fmt: skip
+
+
 _NOT_TEACHER_PREFIXES = ("logging_", "log_", "save_", "eval_", "hub_", "include_", "dataloader_", "ddp_", "fsdp")
 
 
@@ -347,24 +254,6 @@ def finetune_teacher(
     return trainer.model, {**settings, "reused": False}
 
 
-def evaluate_splits(trainer: Trainer, eval_sets: dict[str, Dataset]) -> dict[str, float]:
-    """Evaluate on each validation split; MNLI's two splits get their own metric keys.
-
-    Args:
-        trainer (`Trainer`): A trainer whose `compute_metrics` computes the GLUE metrics. Under several processes the
-            predictions are gathered over the whole split before the metrics are computed.
-        eval_sets (`dict[str, Dataset]`): Validation splits by name.
-
-    Returns:
-        `dict[str, float]`: Metrics keyed `eval_<metric>`, or `eval_<split>_<metric>` when there are several splits.
-    """
-    metrics: dict[str, float] = {}
-    for split, dataset in eval_sets.items():
-        prefix = "eval" if len(eval_sets) == 1 else f"eval_{split}"
-        metrics.update(trainer.evaluate(eval_dataset=dataset, metric_key_prefix=prefix))
-    return metrics
-
-
 def evaluate_teacher(
     teacher: PreTrainedModel, *, args: TrainingArguments, eval_sets: dict[str, Dataset], **kwargs
 ) -> dict:
@@ -454,148 +343,3 @@ def load_task_model(
             f"at random. Pass a teacher fine-tuned on {task.name}, or add --teacher_finetune_epochs 3"
         )
     return model
-
-
-def check_push_arguments(args: TrainingArguments) -> None:
-    """Raise `ValueError` for `--push_to_hub` without `--hub_model_id`, before hours of training are spent: the
-    repository name would otherwise be guessed from the output directory."""
-    if args.push_to_hub and not args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id <user or org>/<model name>, e.g. me/minilm-l3-sst2")
-
-
-def warn_if_cpu_launch_is_single_process(args: TrainingArguments) -> bool:
-    """Warn when a multi-process CPU launch does not give one distributed run.
-
-    - `accelerate launch --cpu --num_processes N` (N > 1) starts ONE process: accelerate's `--cpu` flag uses its
-      simple launcher unless `--mpirun_hostfile` is given, though it still sets `MASTER_ADDR`.
-    - `accelerate launch --multi_gpu --num_processes N` on a machine without GPUs starts N processes, but without
-      `--use_cpu true` each of them trains alone (world size 1): N independent runs writing the same output dir.
-
-    Returns whether a warning was given.
-    """
-    launched_for_many = "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ
-    if launched_for_many and os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true"):
-        logger.warning(
-            "accelerate launch --cpu with --num_processes > 1 started ONE process (accelerate uses its simple "
-            "launcher for --cpu). For several CPU processes use: accelerate launch --multi_gpu --num_processes N "
-            "... --use_cpu true"
-        )
-        return True
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.world_size == 1:
-        logger.warning(
-            "%s processes were launched but each trains alone (world size 1); on a machine without GPUs pass "
-            "--use_cpu true so that they form one distributed run",
-            os.environ["WORLD_SIZE"],
-        )
-        return True
-    return False
-
-
-def prediction_file_name(task: GlueTask, split: str) -> str:
-    """`run_glue.py`'s file name for a split's predictions: `predict_results_<task>.txt`, MNLI mismatched `-mm`."""
-    suffix = "-mm" if split.endswith("mismatched") else ""
-    return f"predict_results_{task.name}{suffix}.txt"
-
-
-def predict_test_splits(
-    trainer: Trainer, test_sets: dict[str, Dataset], task: GlueTask, output_dir: str | Path
-) -> list[Path]:
-    """Predict each test split with the student and write `run_glue.py`'s files: a header `index\\tprediction`, then
-    one row per example, the label name for classification tasks and the score (3 decimals) for STS-B.
-
-    The `label` column (-1 on unlabelled test rows) is dropped first, so no loss is computed on it. Only the main
-    process writes. Returns the files written (empty on other processes).
-    """
-    written = []
-    for split, dataset in test_sets.items():
-        rows = dataset.remove_columns([c for c in ("label", "idx") if c in dataset.column_names])
-        predictions = trainer.predict(rows, metric_key_prefix=f"predict_{split}").predictions
-        predictions = predictions[0] if isinstance(predictions, tuple) else predictions
-        if not trainer.is_world_process_zero():
-            continue
-        values = predictions.squeeze(-1) if task.is_regression else predictions.argmax(-1)
-        path = Path(output_dir) / prediction_file_name(task, split)
-        lines = ["index\tprediction"]
-        for index, value in enumerate(values.tolist()):
-            lines.append(f"{index}\t{value:3.3f}" if task.is_regression else f"{index}\t{task.label_names[value]}")
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        logger.info("Wrote %d predictions of %s to %s", len(values), split, path)
-        written.append(path)
-    return written
-
-
-def check_run_flags(
-    args: TrainingArguments,
-    *,
-    test_file: str | None = None,
-    teacher_finetune_epochs: float = 0.0,
-    teacher_learning_rate: float | None = None,
-) -> None:
-    """Raise `ValueError` for `run_glue.py` flags that this recipe would otherwise ignore.
-
-    The recipe always distils the student and evaluates it (the report and the card need both), so `--do_train` and
-    `--do_eval` are accepted as what it does; `--do_eval` without `--do_train` asks for an evaluation-only run,
-    which it has no mode for. `--do_predict` is honoured (`predict_test_splits`); `--test_file` needs it.
-    """
-    explicit_eval = args.do_eval and args.eval_strategy == "no"  # `eval_strategy` alone also sets do_eval
-    if explicit_eval and not args.do_train:
-        raise ValueError(
-            "--do_eval without --do_train asks for an evaluation-only run, but this recipe always distils a student "
-            "and then evaluates it; add --do_train (or drop --do_eval), or evaluate a saved student with "
-            "Trainer.evaluate"
-        )
-    if test_file is not None and not args.do_predict:
-        raise ValueError(f"--test_file {test_file} is only read for predictions; add --do_predict")
-    if not math.isfinite(teacher_finetune_epochs) or teacher_finetune_epochs < 0:
-        raise ValueError(
-            f"--teacher_finetune_epochs must be >= 0 (0 uses the teacher as given), got {teacher_finetune_epochs}"
-        )
-    if teacher_learning_rate is not None and not (math.isfinite(teacher_learning_rate) and teacher_learning_rate > 0):
-        raise ValueError(f"--teacher_learning_rate must be a positive number, got {teacher_learning_rate}")
-
-
-def plan_resume(output_dir: str | Path, resume_from_checkpoint: str | bool | None) -> str | bool | None:
-    """What a run into `output_dir` resumes from, decided before any work; never a silent restart over a run.
-
-    - `--resume_from_checkpoint` given: it is used as given (the trainer verifies it).
-    - `output_dir` holds a finished run (`results.json`, or a saved student): `ValueError` with the fixes, since
-      starting again would replace the student, its checkpoints, `results.json` and the card (transformers 5
-      removed `--overwrite_output_dir`).
-    - `output_dir` holds checkpoints of an interrupted run: the newest complete one, as `run_glue.py` does, logged.
-    - Otherwise `None`: a new run.
-    """
-    output_dir = Path(output_dir)
-    if resume_from_checkpoint not in (None, False, ""):
-        wants_newest = resume_from_checkpoint is True or (
-            isinstance(resume_from_checkpoint, str)
-            and resume_from_checkpoint.strip().lower() in ("true", "1", "yes")
-            and not Path(resume_from_checkpoint).is_dir()
-        )
-        if wants_newest and latest_complete_checkpoint(output_dir, allow_unmarked=True) is None:
-            raise ValueError(
-                f"--resume_from_checkpoint true but {output_dir} holds no complete checkpoint to resume from; drop "
-                "the flag to start a new run, or pass the --output_dir of the run to continue"
-            )
-        return resume_from_checkpoint
-    if not output_dir.is_dir():
-        return None
-    finished = [
-        name for name in ("results.json", "model.safetensors", "pytorch_model.bin") if (output_dir / name).exists()
-    ]
-    if finished:
-        raise ValueError(
-            f"--output_dir {output_dir} already holds a finished run ({', '.join(finished)}); a new run would replace "
-            "its student, checkpoints, results.json and card. Pass another --output_dir, pass "
-            "--resume_from_checkpoint true to continue from its newest checkpoint, or delete the directory to start "
-            "again (nothing was changed)"
-        )
-    checkpoint = latest_complete_checkpoint(output_dir, allow_unmarked=True)
-    if checkpoint is not None:
-        logger.warning(
-            "Resuming from %s, the newest complete checkpoint of the interrupted run in %s. To start from scratch, "
-            "pass another --output_dir or delete that one.",
-            checkpoint,
-            output_dir,
-        )
-        return checkpoint
-    return None

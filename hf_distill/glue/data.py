@@ -1,8 +1,4 @@
-"""GLUE tasks: the task table, data loading (Hub, local GLUE folder or user files) and offline metrics.
-
-GLUE is the General Language Understanding Evaluation benchmark of Wang et al. (2018), "GLUE: A Multi-Task Benchmark
-and Analysis Platform for Natural Language Understanding" (https://arxiv.org/abs/1804.07461); `GLUE_CITATION` holds
-the BibTeX entry.
+"""GLUE data: the Hub dataset, a local GLUE folder (original TSV layout) or user files, and tokenisation.
 
 Whatever the source, `load_glue` returns the layout of the Hugging Face Hub dataset `nyu-mll/glue`: the same split
 names (`"train"`, `"validation"`, or `"validation_matched"` / `"validation_mismatched"` for MNLI), the same column
@@ -10,189 +6,27 @@ names, and the same label ids (a `ClassLabel` with the Hub's names; `float32` sc
 source can therefore be evaluated on another without remapping labels. This matters most for RTE and QNLI, whose
 original TSV files store the strings `entailment` / `not_entailment` (the Hub maps them to 0 / 1), and for WNLI, whose
 Hub label names run the other way round (0 = `not_entailment`).
-
-Metrics are computed with scikit-learn and SciPy rather than `evaluate.load("glue", ...)`, which fetches a metric
-script from the Hub and so fails offline. The keys and values are those of the `glue` metric in `evaluate`, plus the
-`combined_score` that transformers' `run_glue.py` reports for tasks with two metrics.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any
 
 import datasets
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
-from transformers import EvalPrediction
+from datasets import DatasetDict
+from transformers import (
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import logging
 
+from .tasks import HUB_DATASET, GlueTask, get_task
+
 logger = logging.get_logger(__name__)
-
-HUB_DATASET = "nyu-mll/glue"
-
-GLUE_CITATION = (
-    "@inproceedings{wang2018glue,\n"
-    "  title={{GLUE}: A Multi-Task Benchmark and Analysis Platform for Natural Language Understanding},\n"
-    "  author={Wang, Alex and Singh, Amanpreet and Michael, Julian and Hill, Felix and Levy, Omer and\n"
-    "          Bowman, Samuel R.},\n"
-    "  booktitle={Proceedings of the 2018 EMNLP Workshop BlackboxNLP: Analyzing and Interpreting Neural Networks\n"
-    "             for NLP},\n"
-    "  pages={353--355},\n"
-    "  year={2018}\n"
-    "}"
-)
-
-
-@dataclass(frozen=True)
-class GlueTask:
-    """One GLUE task, described with the names of the Hub dataset `nyu-mll/glue`.
-
-    Args:
-        name (`str`):
-            The Hub config name, e.g. `"sst2"` or `"stsb"`.
-        local_dir (`str`):
-            The task's folder in the original GLUE distribution, e.g. `"SST-2"` or `"STS-B"`.
-        sentence1_key (`str`):
-            The column holding the (first) text.
-        sentence2_key (`str`, *optional*):
-            The column holding the second text of a pair, or `None` for single-sentence tasks (CoLA, SST-2).
-        label_names (`tuple[str, ...]`):
-            The Hub `ClassLabel` names in id order; empty for the regression task STS-B.
-        main_metric (`str`):
-            The key of `compute_glue_metrics`'s result that ranks models on this task: the first metric the GLUE
-            leaderboard lists for it (Matthews correlation for CoLA, Pearson for STS-B, F1 for MRPC and QQP, accuracy
-            otherwise).
-        validation_splits (`tuple[str, ...]`, *optional*, defaults to `("validation",)`):
-            The Hub names of the labelled evaluation splits; MNLI has a matched and a mismatched one.
-    """
-
-    name: str
-    local_dir: str
-    sentence1_key: str
-    sentence2_key: str | None
-    label_names: tuple[str, ...]
-    main_metric: str
-    validation_splits: tuple[str, ...] = ("validation",)
-
-    @property
-    def is_regression(self) -> bool:
-        """Whether the label is a real-valued score (STS-B) rather than a class id."""
-        return not self.label_names
-
-    @property
-    def num_labels(self) -> int:
-        """The number of model outputs: 1 for regression, else the number of classes."""
-        return 1 if self.is_regression else len(self.label_names)
-
-    @property
-    def text_keys(self) -> tuple[str, ...]:
-        """The text columns, in the order they are fed to a tokenizer."""
-        return (self.sentence1_key,) if self.sentence2_key is None else (self.sentence1_key, self.sentence2_key)
-
-    @property
-    def model_config_kwargs(self) -> dict[str, Any]:
-        """`from_pretrained` keyword arguments that give a model this task's head: label count, names and problem
-        type. With them a teacher and a student loaded separately agree on what class id `i` means."""
-        if self.is_regression:
-            return {"num_labels": 1, "problem_type": "regression"}
-        return {
-            "num_labels": self.num_labels,
-            "id2label": dict(enumerate(self.label_names)),
-            "label2id": {name: i for i, name in enumerate(self.label_names)},
-        }
-
-    @property
-    def features(self) -> datasets.Features:
-        """The Hub's features for this task: the text columns, `label` and `idx`, in the Hub's column order."""
-        label = datasets.Value("float32") if self.is_regression else datasets.ClassLabel(names=list(self.label_names))
-        return datasets.Features(
-            {
-                **{key: datasets.Value("string") for key in self.text_keys},
-                "label": label,
-                "idx": datasets.Value("int32"),
-            }
-        )
-
-
-_NLI_NAMES = ("entailment", "not_entailment")
-
-GLUE_TASKS: dict[str, GlueTask] = {
-    task.name: task
-    for task in (
-        GlueTask("cola", "CoLA", "sentence", None, ("unacceptable", "acceptable"), "matthews_correlation"),
-        GlueTask("sst2", "SST-2", "sentence", None, ("negative", "positive"), "accuracy"),
-        GlueTask("mrpc", "MRPC", "sentence1", "sentence2", ("not_equivalent", "equivalent"), "f1"),
-        GlueTask("stsb", "STS-B", "sentence1", "sentence2", (), "pearson"),
-        GlueTask("qqp", "QQP", "question1", "question2", ("not_duplicate", "duplicate"), "f1"),
-        GlueTask(
-            "mnli",
-            "MNLI",
-            "premise",
-            "hypothesis",
-            ("entailment", "neutral", "contradiction"),
-            "accuracy",
-            validation_splits=("validation_matched", "validation_mismatched"),
-        ),
-        GlueTask("qnli", "QNLI", "question", "sentence", _NLI_NAMES, "accuracy"),
-        GlueTask("rte", "RTE", "sentence1", "sentence2", _NLI_NAMES, "accuracy"),
-        # WNLI's Hub label order is the reverse of RTE's: the original files store 1 for entailment.
-        GlueTask("wnli", "WNLI", "sentence1", "sentence2", ("not_entailment", "entailment"), "accuracy"),
-    )
-}
-
-
-def _normalize(name: str) -> str:
-    return name.lower().replace("-", "").replace("_", "").replace(" ", "")
-
-
-# "SST-2", "sst_2", "STS-B" and the GLUE folder names all normalize to a Hub config name.
-_ALIASES: dict[str, str] = {_normalize(task.local_dir): task.name for task in GLUE_TASKS.values()} | {
-    task.name: task.name for task in GLUE_TASKS.values()
-}
-
-
-def get_task(task: str | GlueTask) -> GlueTask:
-    """Look up a GLUE task by name, case-insensitively, accepting the GLUE folder spellings (`"SST-2"`, `"sts-b"`).
-
-    Args:
-        task (`str` or `GlueTask`):
-            A task name, or a `GlueTask`, which is returned as is.
-
-    Returns:
-        `GlueTask`: the task's entry in `GLUE_TASKS`.
-
-    Raises:
-        `ValueError`: if the name is not a GLUE task; the message lists the valid names.
-    """
-    if isinstance(task, GlueTask):
-        return task
-    name = _ALIASES.get(_normalize(str(task)))
-    if name is None:
-        raise ValueError(f"Unknown GLUE task {task!r}; valid names are {', '.join(GLUE_TASKS)} (case-insensitive).")
-    return GLUE_TASKS[name]
-
-
-def main_metric(task: str | GlueTask) -> str:
-    """The metric key that ranks models on `task` (and that teacher/student retention is computed on).
-
-    Args:
-        task (`str` or `GlueTask`): the task.
-
-    Returns:
-        `str`: a key of `compute_glue_metrics`'s result, without the `eval_` prefix that `Trainer` adds.
-    """
-    return get_task(task).main_metric
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Local files in the original GLUE layout
-# ---------------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -208,6 +42,8 @@ class _TsvLayout:
 
 
 _PAIR = _TsvLayout({"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"})
+
+
 # Each task lists the layouts it accepts; the first whose columns are all in the header is used.
 _LAYOUTS: dict[str, tuple[_TsvLayout, ...]] = {
     # Fields: source code, label, original author's mark ("*" when unacceptable), sentence.
@@ -342,11 +178,6 @@ def _read_glue_dir(task: GlueTask, glue_dir: Path, splits: dict[str, bool]) -> d
         loaded[split] = _read_glue_tsv(path, task, expected)
         logger.info(f"Loaded {len(loaded[split])} {task.name} {split} rows from {path}.")
     return loaded
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# User files (csv, tsv, json lines)
-# ---------------------------------------------------------------------------------------------------------------------
 
 
 def _load_user_file(
@@ -504,92 +335,66 @@ def load_glue(
     return datasets.DatasetDict({split: loaded[split] for split in order if split in loaded})
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Metrics
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def compute_glue_metrics(
-    task: str | GlueTask, predictions: Iterable[float] | np.ndarray, labels: Iterable[float] | np.ndarray
-) -> dict[str, float]:
-    """Compute the GLUE metrics of `task` offline, with the keys of `evaluate`'s `glue` metric.
-
-    - CoLA: `matthews_correlation`;
-    - STS-B: `pearson`, `spearmanr` and their mean `combined_score`;
-    - MRPC, QQP: `accuracy`, `f1` (of the positive class 1, "equivalent" / "duplicate") and their mean
-      `combined_score`;
-    - SST-2, MNLI, QNLI, RTE, WNLI: `accuracy`.
+def tokenize_glue(
+    raw: DatasetDict,
+    task: GlueTask,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_seq_length: int = 128,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+) -> DatasetDict:
+    """Tokenise the text columns of a GLUE `DatasetDict`, keeping `label`; padding is left to the collator.
 
     Args:
-        task (`str` or `GlueTask`): the task.
-        predictions (array-like of shape `(num_examples,)`):
-            Predicted class ids, or predicted scores for STS-B. Logits must be reduced first (`make_compute_metrics`
-            does it).
-        labels (array-like of shape `(num_examples,)`): the reference class ids or scores.
+        raw (`DatasetDict`): From `hf_distill.glue.load_glue`.
+        task (`GlueTask`): The task, for its text columns.
+        tokenizer (`PreTrainedTokenizerBase`): The teacher's tokenizer.
+        max_seq_length (`int`, *optional*, defaults to 128): Truncation length; at most the model's limit.
+        max_train_samples (`int`, *optional*): Keep the first N training rows (debugging, quick runs).
+        max_eval_samples (`int`, *optional*): Keep the first N rows of each validation split.
 
     Returns:
-        `dict[str, float]`: the metrics. A correlation is `nan` when either input is constant.
+        `DatasetDict`: Splits with `input_ids`, `attention_mask` (and `token_type_ids`) and `label`.
+
+    Raises:
+        ValueError: If `max_seq_length` exceeds the tokenizer's limit or a sample limit is not positive.
     """
-    task = get_task(task)
-    predictions = np.asarray(predictions)
-    labels = np.asarray(labels)
-    if predictions.ndim != 1 or predictions.shape != labels.shape:
+    limit = tokenizer.model_max_length
+    if max_seq_length < 1 or (limit is not None and limit < 1e9 and max_seq_length > limit):
         raise ValueError(
-            f"predictions and labels must be 1-D arrays of equal length, got shapes {predictions.shape} and "
-            f"{labels.shape}; reduce logits with argmax (or use make_compute_metrics) first."
+            f"max_seq_length={max_seq_length} is outside 1..{limit}, the limit of this tokenizer/model; "
+            f"pass --max_seq_length {min(128, limit)} or less"
         )
-    if predictions.size == 0:
-        raise ValueError("Cannot compute GLUE metrics on zero examples.")
+    for name, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be a positive number of rows, got {value}")
 
-    if task.main_metric == "pearson":
-        result = {
-            "pearson": float(pearsonr(predictions, labels)[0]),
-            "spearmanr": float(spearmanr(predictions, labels)[0]),
-        }
-    elif task.main_metric == "matthews_correlation":
-        return {"matthews_correlation": float(matthews_corrcoef(labels, predictions))}
-    else:
-        result = {"accuracy": float(np.mean(predictions == labels))}
-        if task.main_metric == "f1":
-            # zero_division=0.0 is sklearn's default value, made explicit to silence its warning.
-            result["f1"] = float(f1_score(labels, predictions, zero_division=0.0))
-        else:
-            return result
-    result["combined_score"] = float(np.mean(list(result.values())))
-    return result
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        texts = [batch[key] for key in task.text_keys]
+        return tokenizer(*texts, truncation=True, max_length=max_seq_length)
 
-
-def make_compute_metrics(task: str | GlueTask) -> Callable[[EvalPrediction], dict[str, float]]:
-    """Build a `compute_metrics` function for `Trainer` that turns model outputs into `compute_glue_metrics`.
-
-    Args:
-        task (`str` or `GlueTask`): the task.
-
-    Returns:
-        `Callable[[EvalPrediction], dict[str, float]]`: takes the `EvalPrediction` of an evaluation loop whose
-        predictions are logits of shape `(num_examples, num_labels)` (argmax is taken) or, for STS-B, scores of shape
-        `(num_examples, 1)` or `(num_examples,)`. When the model returns several outputs, the logits are the first.
-    """
-    task = get_task(task)
-
-    def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
-        predictions = eval_prediction.predictions
-        if isinstance(predictions, (tuple, list)):
-            # Models that also return hidden states or attentions put the logits first.
-            predictions = predictions[0]
-        predictions = np.asarray(predictions)
-        labels = eval_prediction.label_ids
-        labels = np.asarray(labels[0] if isinstance(labels, (tuple, list)) else labels)
-        if predictions.ndim != 2 or predictions.shape[-1] != task.num_labels:
-            if not (task.is_regression and predictions.ndim == 1):
+    processed = {}
+    for split, dataset in raw.items():
+        limit_rows = max_train_samples if split == "train" else None if split.startswith("test") else max_eval_samples
+        if limit_rows is not None:
+            dataset = dataset.select(range(min(limit_rows, len(dataset))))
+        if len(dataset) == 0:
+            raise ValueError(f"the {split} split of {task.name} is empty; check the data files or sample limits")
+        for key in task.text_keys:
+            if key not in dataset.column_names:
                 raise ValueError(
-                    f"{task.name} expects predictions of shape (num_examples, {task.num_labels}), got "
-                    f"{predictions.shape}; check the model's num_labels."
+                    f"the {split} split has no text column {key!r} (columns: {dataset.column_names}); rename the "
+                    f"column or pass a file with the {task.name} columns {list(task.text_keys)}"
                 )
-        if task.is_regression:
-            predictions = predictions.reshape(-1)
-        else:
-            predictions = np.argmax(predictions, axis=-1)
-        return compute_glue_metrics(task, predictions, labels)
-
-    return compute_metrics
+            empty = sum(1 for text in dataset[key] if text is None or not str(text).strip())
+            if empty == len(dataset):
+                raise ValueError(
+                    f"the text column {key!r} of the {split} split is empty in all {empty} rows; check the file's "
+                    "columns and delimiter"
+                )
+            if empty:
+                logger.warning("%d of %d rows of %s[%r] have empty text", empty, len(dataset), split, key)
+        drop = [c for c in dataset.column_names if c not in ("label",)]
+        processed[split] = dataset.map(encode, batched=True, remove_columns=drop, desc=f"Tokenizing {split}")
+    return DatasetDict(processed)
