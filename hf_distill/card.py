@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import (
     PreTrainedModel,
 )
@@ -403,6 +403,24 @@ def _usage(model_id: str, pipeline_tag: str, glue_task: GlueTask | None) -> str:
     )
 
 
+CARD_TAG = "hf-distill"
+
+
+def is_distillation_card(path: str | os.PathLike) -> bool:
+    """Whether `path` is a model card written by `model_card`: its metadata carries the `hf-distill` tag.
+
+    `DistillationTrainer.create_model_card` (which `push_to_hub` calls) keeps such a card instead of writing
+    `Trainer`'s generic one, which knows nothing of the teacher.
+    """
+    if not os.path.isfile(path):
+        return False
+    try:
+        tags = ModelCard.load(path).data.tags or []
+    except Exception:  # an unreadable or hand-written README is simply not ours
+        return False
+    return CARD_TAG in tags
+
+
 def hub_base_model(teacher: str | os.PathLike | None, *, explicit: str | None = None) -> str | None:
     """The Hub id to record as the card's `base_model`, or `None` when none is known.
 
@@ -520,7 +538,7 @@ def model_card(
         metrics=metric_names,
         model_name=model_name,
         pipeline_tag=pipeline_tag,
-        tags=["distillation", "hf-distill", pipeline_tag],
+        tags=["distillation", CARD_TAG, pipeline_tag],
         eval_results=eval_results or None,
     )
 

@@ -36,6 +36,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -523,3 +527,90 @@ def plan_resume(output_dir: str | Path, resume_from_checkpoint: str | bool | Non
         )
         return checkpoint
     return None
+
+
+# ---- the trainer hooks that use them -------------------------------------------------------------------------------
+
+_BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+class CheckpointHooks:
+    """`Trainer` hooks that add the completeness marker, verified resume and rotation after the marker.
+
+    Mixed into `DistillationTrainer` before `Trainer` (`class DistillationTrainer(CheckpointHooks, Trainer)`); its
+    `train` passes its arguments through `_with_verified_checkpoint`.
+    """
+
+    def _with_verified_checkpoint(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """`train`'s arguments with `resume_from_checkpoint` replaced by a verified checkpoint directory.
+
+        `resume_from_checkpoint=True` resumes from the newest checkpoint in `output_dir` that
+        `hf_distill.checkpoints.verify_checkpoint` accepts, skipping (with a warning naming each) newer ones that are
+        incomplete or corrupt, where `Trainer` would take the highest-numbered directory whatever it holds. An
+        explicit path to an incomplete or corrupt checkpoint raises `ValueError`. Either way this runs before
+        `Trainer.train` loads, trains or deletes anything.
+        """
+        in_kwargs = "resume_from_checkpoint" in kwargs
+        resume = kwargs.get("resume_from_checkpoint") if in_kwargs else (args[0] if args else None)
+        if isinstance(resume, str) and resume.strip().lower() in _BOOLEAN_WORDS and not os.path.isdir(resume):
+            # `--resume_from_checkpoint true` on the command line arrives as the string "true" (the field is a path
+            # in `TrainingArguments`); it means `True`, as `run_glue.py` users expect.
+            resume = _BOOLEAN_WORDS[resume.strip().lower()]
+        if resume is None or resume is False:
+            path = None
+        elif resume is True:
+            output_dir = self.args.output_dir
+            path = latest_complete_checkpoint(output_dir, allow_unmarked=True)
+            if path is None:
+                raise ValueError(
+                    f"resume_from_checkpoint=True but {output_dir} holds no complete checkpoint to resume from (any "
+                    "incomplete ones are named in the warnings above and were left in place); pass "
+                    "resume_from_checkpoint=None to start a new run"
+                )
+            logger.info("Resuming from %s, the newest complete checkpoint in %s", path, output_dir)
+        else:
+            path = os.fspath(resume)
+        if path is not None:
+            verify_checkpoint(path)
+        if in_kwargs:
+            return args, {**kwargs, "resume_from_checkpoint": path}
+        if not args:
+            return args, kwargs
+        return (path, *args[1:]), kwargs
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        """`Trainer._save_checkpoint`, bracketed by the completeness markers, with rotation moved after the marker.
+
+        `Trainer` deletes old checkpoints (`save_total_limit`) at the end of `_save_checkpoint`, before a marker could
+        be written: a crash in between would leave only a checkpoint that cannot be proven complete. Rotation is
+        therefore switched off for the duration of the call (`args` is restored before anything else reads it) and
+        done here once the marker is on disk. A save that raises (a full disk) propagates, leaves its directory marked
+        in progress, and deletes nothing.
+        """
+        run_dir = self._get_output_dir(trial=trial)
+        output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self.args.should_save:
+            begin_checkpoint(output_dir)
+        # No process writes into the directory (e.g. its `rng_state_<rank>.pth`) before it is marked in progress.
+        self.accelerator.wait_for_everyone()
+        save_total_limit = self.args.save_total_limit
+        self.args.save_total_limit = None
+        try:
+            super()._save_checkpoint(model, trial)
+        except BaseException:
+            logger.error("Saving %s failed; it stays marked incomplete and will not be resumed from", output_dir)
+            raise
+        finally:
+            self.args.save_total_limit = save_total_limit
+        if self.args.should_save:
+            # `Trainer` saved the arguments while the limit was switched off; the checkpoint keeps the real ones.
+            torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+        # Other processes may still be writing their `rng_state_<rank>.pth` into the directory.
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            mark_checkpoint_complete(
+                output_dir, step=self.state.global_step, training_state=not self.args.save_only_model
+            )
+            rotate_checkpoints(run_dir, save_total_limit, keep=(output_dir, self.state.best_model_checkpoint))

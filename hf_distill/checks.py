@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
@@ -35,13 +35,14 @@ def has_custom_label_names(id2label: dict[int, str] | None) -> bool:
     return bool(id2label) and not all(_DEFAULT_LABEL.match(str(name)) for name in id2label.values())
 
 
-def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *, use_hidden_states: bool) -> None:
+def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *, terms: Collection[str]) -> None:
     """Check that a teacher can distil into a student.
 
     Args:
         teacher (`PreTrainedModel`): The teacher.
         student (`PreTrainedModel`): The student (unwrapped).
-        use_hidden_states (`bool`): Whether a hidden-state loss (cosine) is active, which needs equal hidden sizes.
+        terms (`Collection[str]`): The active loss terms by name (`"kd"`, `"cos"`, ...); `"cos"` needs equal hidden
+            sizes.
 
     Models without a `config` (plain `nn.Module`s, which `Trainer` trains too) are compared on what they have:
     identity, shared weights and the head; their vocabulary, labels and hidden sizes are checked on the first batch
@@ -49,7 +50,7 @@ def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *,
 
     Raises:
         ValueError: If the two are the same model or share weights, have different heads, vocabularies, label counts
-            or label names, or different hidden sizes while `use_hidden_states` is set.
+            or label names, or different hidden sizes while the `"cos"` term is active.
     """
     if teacher is student:
         raise ValueError(
@@ -98,7 +99,7 @@ def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *,
                     "teacher's id2label/label2id"
                 )
 
-    if use_hidden_states:
+    if "cos" in terms:
         teacher_hidden, student_hidden = (
             _text_config_value(teacher, "hidden_size"),
             _text_config_value(student, "hidden_size"),

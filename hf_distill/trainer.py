@@ -22,17 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, number_of_arguments
+from transformers.trainer_utils import number_of_arguments
 from transformers.utils import find_labels, logging
 
 from .arguments import DistillationTrainingArguments, distillation_settings
-from .checkpoints import (
-    begin_checkpoint,
-    latest_complete_checkpoint,
-    mark_checkpoint_complete,
-    rotate_checkpoints,
-    verify_checkpoint,
-)
+from .card import is_distillation_card
+from .checkpoints import CheckpointHooks
 from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir, check_teacher_student
 from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
 from .modeling import load_model
@@ -40,7 +35,6 @@ from .modeling import load_model
 logger = logging.get_logger(__name__)
 
 IGNORE_INDEX = -100
-_BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 @dataclass
@@ -137,7 +131,7 @@ def _takes_return_dict(model: nn.Module) -> bool:
     return isinstance(model, PreTrainedModel) or "return_dict" in (forward_input_names(model) or ())
 
 
-class DistillationTrainer(Trainer):
+class DistillationTrainer(CheckpointHooks, Trainer):
     """A `Trainer` that distils `teacher_model` into `model` (the student).
 
     Use it exactly like `Trainer`, adding `teacher_model`:
@@ -214,7 +208,7 @@ class DistillationTrainer(Trainer):
             args = DistillationTrainingArguments(output_dir="tmp_trainer")
         # Everything is checked before `Trainer.__init__` moves the student or creates `output_dir`, so a failure
         # changes nothing. With `model_init`, one student is built here to be checked, then discarded.
-        self.temperature, self.loss_weights = distillation_settings(args)
+        _, weights = distillation_settings(args)
         student = model if model is not None else call_student_init(model_init)
         if isinstance(teacher_model, (str, os.PathLike)):
             teacher_model = load_model(teacher_model, like=type(student), require_all_weights=True)
@@ -222,13 +216,13 @@ class DistillationTrainer(Trainer):
             raise ValueError(
                 f"teacher_model must be a PreTrainedModel or a model name/path, got {type(teacher_model).__name__}"
             )
-        check_teacher_student(teacher_model, student, use_hidden_states="cos" in self.loss_weights)
+        check_teacher_student(teacher_model, student, terms=weights)
         label_names = args.label_names if args.label_names is not None else find_labels(type(student))
         train_dataset = kwargs.get("train_dataset", trainer_args[1] if len(trainer_args) > 1 else None)
         data_collator = kwargs.get("data_collator", trainer_args[0] if trainer_args else None)
         if train_dataset is not None:
             check_dataset_not_empty(train_dataset)
-            if "task" in self.loss_weights:
+            if "task" in weights:
                 check_dataset_has_labels(train_dataset, label_names, data_collator)
         check_output_dir(args.output_dir)
         del student
@@ -255,16 +249,18 @@ class DistillationTrainer(Trainer):
         model = super().call_model_init(trial)
         teacher = getattr(self, "teacher_model", None)
         if teacher is not None:
-            check_teacher_student(
-                self.accelerator.unwrap_model(teacher), model, use_hidden_states="cos" in self.loss_weights
-            )
+            check_teacher_student(self.accelerator.unwrap_model(teacher), model, terms=self.loss_weights)
         return model
 
-    def _hp_search_setup(self, trial: Any) -> None:
-        """`Trainer._hp_search_setup`, then the distillation settings re-read: a trial may set `temperature` or an
-        `alpha_*` weight, and they are checked like any other value."""
-        super()._hp_search_setup(trial)
-        self.temperature, self.loss_weights = distillation_settings(self.args)
+    @property
+    def temperature(self) -> float:
+        """The softmax temperature, read from `args` (validated on each read; a search trial may set it)."""
+        return distillation_settings(self.args)[0]
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """The active loss weights by term name (`"kd"`, `"task"`, ...), read from `args` like `temperature`."""
+        return distillation_settings(self.args)[1]
 
     # ---- inputs: each model gets the columns its own forward takes -------------------------------------------------
 
@@ -336,8 +332,9 @@ class DistillationTrainer(Trainer):
                 num_items_in_batch=num_items_in_batch,
             )
 
+        weights = self.loss_weights  # validated once per step, from `args`
         has_labels = any(name in inputs for name in self.label_names)
-        if "task" in self.loss_weights and not has_labels:
+        if "task" in weights and not has_labels:
             raise ValueError(
                 f"alpha_task > 0 but the batch carries no labels (keys: {sorted(inputs)}; expected "
                 f"{self.label_names}); add a label column, or set alpha_task=0 to distil from the teacher alone"
@@ -356,21 +353,20 @@ class DistillationTrainer(Trainer):
             # A model configured with `return_dict=False` returns tuples; the loss reads outputs by name.
             student_inputs["return_dict"] = True
         held_labels = None
-        if "task" not in self.loss_weights:
+        if "task" not in weights:
             for name in self.label_names:
                 student_inputs.pop(name, None)
         elif (self.label_smoother is not None or self.compute_loss_func is not None) and "labels" in student_inputs:
             # As in `Trainer`: the task loss is computed from the logits, not by the model.
             held_labels = student_inputs.pop("labels")
-        want_hidden = "cos" in self.loss_weights
-        if want_hidden:
+        if "cos" in weights:
             student_inputs["output_hidden_states"] = True
         # The teacher runs first: its activations are freed before the student's forward builds the autograd graph,
         # so the two never occupy memory together (lower peak, and measurably faster on CPU, where fresh large
         # allocations cost page faults).
         teacher = None
-        if self.loss_weights.keys() & {"kd", "cos", "mse"}:
-            teacher = self._teacher_outputs(inputs, want_hidden)
+        if weights.keys() & {"kd", "cos", "mse"}:
+            teacher = self._teacher_outputs(inputs, hidden_states="cos" in weights)
         outputs = model(**student_inputs)
         if not isinstance(outputs, dict):
             student_name = type(self.accelerator.unwrap_model(model)).__name__
@@ -381,12 +377,12 @@ class DistillationTrainer(Trainer):
             )
 
         parts: dict[str, torch.Tensor] = {}
-        if "task" in self.loss_weights:
+        if "task" in weights:
             parts["task"] = self._task_term(outputs, held_labels, local, counts, received=list(student_inputs))
         if teacher is not None:
             parts.update(self._teacher_terms(outputs, teacher, inputs, counts))
 
-        loss = sum(self.loss_weights[name] * value for name, value in parts.items())
+        loss = sum(weights[name] * value for name, value in parts.items())
         self._record_loss_parts(parts)
         return (loss, outputs) if return_outputs else loss
 
@@ -438,13 +434,13 @@ class DistillationTrainer(Trainer):
             self._teacher_is_prepared = True
         return self.teacher_model
 
-    def _teacher_outputs(self, inputs: dict[str, Any], want_hidden: bool) -> dict[str, torch.Tensor]:
+    def _teacher_outputs(self, inputs: dict[str, Any], *, hidden_states: bool) -> dict[str, torch.Tensor]:
         """Run the frozen teacher and return the tensors the loss needs, as ordinary (non-inference) tensors."""
         names = self._teacher_input_names
         teacher_inputs = {
             k: v for k, v in inputs.items() if k not in self.label_names and (names is None or k in names)
         }
-        if want_hidden:
+        if hidden_states:
             teacher_inputs["output_hidden_states"] = True
         if _takes_return_dict(self.accelerator.unwrap_model(self.teacher_model)):
             teacher_inputs["return_dict"] = True
@@ -460,7 +456,7 @@ class DistillationTrainer(Trainer):
                     "`start_logits`/`end_logits`) and `hidden_states` by name. Return a dict or a ModelOutput"
                 )
             wanted = {key: out[key] for key in ("logits", "start_logits", "end_logits") if out.get(key) is not None}
-            if want_hidden:
+            if hidden_states:
                 if not out.get("hidden_states"):
                     raise ValueError(
                         f"alpha_cos > 0 needs the teacher's hidden states, but "
@@ -468,7 +464,7 @@ class DistillationTrainer(Trainer):
                         "output_hidden_states=True; set alpha_cos=0, or use a teacher whose outputs carry "
                         "`hidden_states`"
                     )
-                wanted["hidden"] = out["hidden_states"][-1]
+                wanted["hidden_states"] = out["hidden_states"][-1]
             # One flag for all tensors: a single device sync per step. A NaN target would train the student on
             # garbage at a plausible-looking loss (e.g. an fp16 teacher overflowing, or a corrupted teacher file).
             finite = torch.stack([torch.isfinite(value).all() for value in wanted.values()]).all()
@@ -521,7 +517,7 @@ class DistillationTrainer(Trainer):
             mask = None
             if isinstance(attention_mask, torch.Tensor):
                 mask = attention_mask.reshape(student_hidden.shape[:-1]).bool()
-            term = cosine_loss(student_hidden, teacher["hidden"], mask=mask, reduction="sum")
+            term = cosine_loss(student_hidden, teacher["hidden_states"], mask=mask, reduction="sum")
             parts["cos"] = counts.share(term, counts.tokens)
         return parts
 
@@ -592,101 +588,25 @@ class DistillationTrainer(Trainer):
         super().log(logs, start_time)
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
-        """Keep a model card written by `hf_distill.report.model_card`; otherwise write `Trainer`'s own.
+        """Keep a model card written by `hf_distill.card.model_card`; otherwise write `Trainer`'s own.
 
         `push_to_hub` calls this before uploading. `Trainer`'s card knows nothing of the teacher, so it must not
         replace the distillation card (teacher, layers kept, metrics with retention, citations) a recipe wrote.
         """
-        card = os.path.join(self.args.output_dir, "README.md")
-        if os.path.isfile(card):
-            with open(card, encoding="utf-8") as handle:
-                if "hf-distill" in handle.read():
-                    return
+        if is_distillation_card(os.path.join(self.args.output_dir, "README.md")):
+            return
         tags = kwargs.get("tags") or []
         kwargs["tags"] = sorted({*([tags] if isinstance(tags, str) else tags), *self._tag_names})
         super().create_model_card(*args, **kwargs)
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         """`Trainer.train`, with the distillation settings checked again (arguments can change after `__init__`)."""
-        self.temperature, self.loss_weights = distillation_settings(self.args)
+        distillation_settings(self.args)  # fail now, not at the first step, for a value changed since __init__
         if self.train_dataset is not None:
             check_dataset_not_empty(self.train_dataset)
             if "task" in self.loss_weights:
                 check_dataset_has_labels(self.train_dataset, self.label_names, self.data_collator)
         self._loss_parts = {}
         self._loss_parts_start_step = None
-        args, kwargs = self._with_verified_checkpoint(args, kwargs)  # see "checkpoints" below
+        args, kwargs = self._with_verified_checkpoint(args, kwargs)  # `hf_distill.checkpoints.CheckpointHooks`
         return super().train(*args, **kwargs)
-
-    # ---- checkpoints: completeness marker, verified resume, rotation after the marker (`hf_distill.checkpoints`) ---
-
-    def _with_verified_checkpoint(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """`train`'s arguments with `resume_from_checkpoint` replaced by a verified checkpoint directory.
-
-        `resume_from_checkpoint=True` resumes from the newest checkpoint in `output_dir` that
-        `hf_distill.checkpoints.verify_checkpoint` accepts, skipping (with a warning naming each) newer ones that are
-        incomplete or corrupt, where `Trainer` would take the highest-numbered directory whatever it holds. An
-        explicit path to an incomplete or corrupt checkpoint raises `ValueError`. Either way this runs before
-        `Trainer.train` loads, trains or deletes anything.
-        """
-        in_kwargs = "resume_from_checkpoint" in kwargs
-        resume = kwargs.get("resume_from_checkpoint") if in_kwargs else (args[0] if args else None)
-        if isinstance(resume, str) and resume.strip().lower() in _BOOLEAN_WORDS and not os.path.isdir(resume):
-            # `--resume_from_checkpoint true` on the command line arrives as the string "true" (the field is a path
-            # in `TrainingArguments`); it means `True`, as `run_glue.py` users expect.
-            resume = _BOOLEAN_WORDS[resume.strip().lower()]
-        if resume is None or resume is False:
-            path = None
-        elif resume is True:
-            output_dir = self.args.output_dir
-            path = latest_complete_checkpoint(output_dir, allow_unmarked=True)
-            if path is None:
-                raise ValueError(
-                    f"resume_from_checkpoint=True but {output_dir} holds no complete checkpoint to resume from (any "
-                    "incomplete ones are named in the warnings above and were left in place); pass "
-                    "resume_from_checkpoint=None to start a new run"
-                )
-            logger.info(f"Resuming from {path}, the newest complete checkpoint in {output_dir}")
-        else:
-            path = os.fspath(resume)
-        if path is not None:
-            verify_checkpoint(path)
-        if in_kwargs:
-            return args, {**kwargs, "resume_from_checkpoint": path}
-        if not args:
-            return args, kwargs
-        return (path, *args[1:]), kwargs
-
-    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        """`Trainer._save_checkpoint`, bracketed by the completeness markers, with rotation moved after the marker.
-
-        `Trainer` deletes old checkpoints (`save_total_limit`) at the end of `_save_checkpoint`, before a marker could
-        be written: a crash in between would leave only a checkpoint that cannot be proven complete. Rotation is
-        therefore switched off for the duration of the call (`args` is restored before anything else reads it) and
-        done here once the marker is on disk. A save that raises (a full disk) propagates, leaves its directory marked
-        in progress, and deletes nothing.
-        """
-        run_dir = self._get_output_dir(trial=trial)
-        output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        if self.args.should_save:
-            begin_checkpoint(output_dir)
-        # No process writes into the directory (e.g. its `rng_state_<rank>.pth`) before it is marked in progress.
-        self.accelerator.wait_for_everyone()
-        save_total_limit = self.args.save_total_limit
-        self.args.save_total_limit = None
-        try:
-            super()._save_checkpoint(model, trial)
-        except BaseException:
-            logger.error(f"Saving {output_dir} failed; it stays marked incomplete and will not be resumed from")
-            raise
-        finally:
-            self.args.save_total_limit = save_total_limit
-        # Other processes may still be writing their `rng_state_<rank>.pth` into the directory.
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            mark_checkpoint_complete(
-                output_dir, step=self.state.global_step, training_state=not self.args.save_only_model
-            )
-            rotate_checkpoints(run_dir, save_total_limit, keep=(output_dir, self.state.best_model_checkpoint))

@@ -28,6 +28,7 @@ from transformers import (
 )
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
+from hf_distill.arguments import distillation_settings
 from hf_distill.card import DistillationReport, format_table, hub_base_model, model_card
 from hf_distill.checkpoints import plan_resume
 from hf_distill.checks import (
@@ -167,7 +168,7 @@ def main() -> None:
         )
         student_tokenizer = AutoTokenizer.from_pretrained(model_args.student_model_name_or_path)
         check_same_tokenization(tokenizer, student_tokenizer, raw["train"][task.sentence1_key][:32])
-        check_teacher_student(teacher, student, use_hidden_states=training_args.alpha_cos > 0)
+        check_teacher_student(teacher, student, terms=distillation_settings(training_args)[1])
     check_max_seq_length(data_args.max_seq_length, tokenizer, teacher, *([student] if student is not None else []))
     teacher_dir, teacher_stage = Path(training_args.output_dir) / "_teacher", None
     if finetune:

@@ -24,7 +24,7 @@ import torch
 import transformers.modeling_utils
 from transformers import BertForSequenceClassification
 
-import hf_distill.trainer
+import hf_distill.checkpoints
 from hf_distill import DistillationTrainer
 from hf_distill.checkpoints import (
     IN_PROGRESS_NAME,
@@ -121,7 +121,7 @@ import torch
 
 sys.path.insert(0, {repo!r})
 torch.set_num_threads(1)
-from tests.test_faults import faults_trainer
+from tests.test_checkpoints import faults_trainer
 
 root = Path(sys.argv[1])
 real_save = torch.save
@@ -319,14 +319,14 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
 def test_rotation_waits_for_the_completeness_marker(tmp_path, monkeypatch):
     """`Trainer` deletes old checkpoints before a marker could be written; a crash or full disk in between would
     leave no checkpoint that can be proven complete."""
-    real = hf_distill.trainer.mark_checkpoint_complete
+    real = hf_distill.checkpoints.mark_checkpoint_complete
 
     def mark(path, **kwargs):
         if os.fspath(path).endswith("checkpoint-4"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
         return real(path, **kwargs)
 
-    monkeypatch.setattr(hf_distill.trainer, "mark_checkpoint_complete", mark)
+    monkeypatch.setattr(hf_distill.checkpoints, "mark_checkpoint_complete", mark)
     trainer = faults_trainer(tmp_path, max_steps=6, save_total_limit=1)
     with pytest.raises(OSError):
         trainer.train()
