@@ -53,7 +53,7 @@ test-latest:
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LATEST_VENV)/bin/python -m pip install -q "$(TORCH_PIN)"
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
-	$(LATEST_VENV)/bin/python benchmarks/compatibility.py $(PYTEST_ARGS)
+	$(LATEST_VENV)/bin/python -m benchmarks.compatibility $(PYTEST_ARGS)
 
 # Re-resolve the dependency set from pyproject.toml into a scratch venv and record it. Run `make test` afterwards:
 # the file is "verified" only once the suite has passed with it. torch stays out: TORCH_PIN chooses the build.
@@ -68,7 +68,7 @@ lock:
 	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable \
 	    | grep -viE '^(torch|nvidia-|triton|hf-distill)([=_ -]|$$)' | LC_ALL=C sort -f; } > $(CONSTRAINTS)
 	rm -rf $(LOCK_VENV)
-	$(PY) benchmarks/render.py 2>/dev/null || true
+	$(PY) -m benchmarks.render 2>/dev/null || true
 
 lint: install
 	$(VENV)/bin/ruff check hf_distill recipes tests benchmarks

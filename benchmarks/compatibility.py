@@ -17,10 +17,8 @@ import xml.etree.ElementTree as ElementTree
 from importlib import metadata
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import ROOT, write_result  # noqa: E402
-from benchmarks.render import CORE_PACKAGES, read_constraints, update_readme  # noqa: E402
+from benchmarks.common import ROOT, write_result
+from benchmarks.render import CORE_PACKAGES, read_constraints, update_readme
 
 
 def installed_versions(names: tuple[str, ...]) -> dict[str, str | None]:

@@ -1,6 +1,6 @@
 """Inference: CPU latency and throughput of the real MiniLM teacher against its 3-layer student.
 
-    .venv/bin/python benchmarks/inference_speed.py [--repeats 20] [--seq_len 128]
+    .venv/bin/python -m benchmarks.inference_speed [--repeats 20] [--seq_len 128]
 
 Teacher and student run interleaved in one process (medians over rounds, speedup = median of per-round ratios), at
 batch 1 and 32. Writes benchmarks/results/inference_speed.json and refreshes the README's benchmark section.
@@ -9,20 +9,14 @@ batch 1 and 32. Writes benchmarks/results/inference_speed.json and refreshes the
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import minilm_path, write_result  # noqa: E402
-from benchmarks.render import update_readme  # noqa: E402
-from hf_distill import make_student  # noqa: E402
-from hf_distill.measure import count_parameters, measure_latency, size_on_disk  # noqa: E402
+from benchmarks.common import minilm_path, write_result
+from benchmarks.render import update_readme
+from hf_distill import make_student
+from hf_distill.measure import count_parameters, measure_latency, size_on_disk
 
 
 def main() -> None:

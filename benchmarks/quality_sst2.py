@@ -1,6 +1,6 @@
 """Quality on real SST-2: does distillation keep the teacher's accuracy, and does it beat training without a teacher?
 
-    .venv/bin/python benchmarks/quality_sst2.py [--train_samples 4000] [--seeds 0 1 2]
+    .venv/bin/python -m benchmarks.quality_sst2 [--train_samples 4000] [--seeds 0 1 2]
 
 Teacher: the packaged all-MiniLM-L6-v2, fine-tuned on a shuffled subset of real SST-2 train (the full 67k rows do not
 fit this 2-core CPU budget; the subset size is recorded). Every student sees the same rows for the same steps and is
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -33,20 +32,18 @@ from transformers import (
     set_seed,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import DEFAULT_GLUE_DIR, RESULTS_DIR, minilm_path, write_result  # noqa: E402
-from benchmarks.render import update_readme  # noqa: E402
-from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student  # noqa: E402
-from hf_distill.glue import (  # noqa: E402
+from benchmarks.common import DEFAULT_GLUE_DIR, RESULTS_DIR, ROOT, minilm_path, write_result
+from benchmarks.render import update_readme
+from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
+from hf_distill.arguments import LOSS_WEIGHT_NAMES
+from hf_distill.glue import (
     get_task,
     load_glue,
     make_compute_metrics,
-    tokenize_glue,  # noqa: E402
+    tokenize_glue,
 )
-from hf_distill.teachers import evaluate_teacher, finetune_teacher  # noqa: E402
+from hf_distill.losses import LOSS_TERMS
+from hf_distill.teachers import evaluate_teacher, finetune_teacher
 
 VARIANTS = {
     "b": ("(b) layers 0,2,4, distilled (triple loss)", [0, 2, 4], "distill", False),
@@ -81,15 +78,14 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--cache_dir", default=str(ROOT / "benchmarks" / ".cache"))
     parser.add_argument("--temperature", type=float, default=None, help="Override the default (2.0).")
-    parser.add_argument("--alpha_kd", type=float, default=None, help="Override the default (5.0).")
-    parser.add_argument("--alpha_task", type=float, default=None, help="Override the default (2.0).")
-    parser.add_argument("--alpha_cos", type=float, default=None, help="Override the default (1.0).")
+    for term in LOSS_TERMS.values():
+        parser.add_argument(
+            f"--{term.flag}", type=float, default=None, help=f"Override the default ({term.default_weight:g})."
+        )
     parser.add_argument("--name", default="quality_sst2", help="Result file name (investigation runs use others).")
     args = parser.parse_args()
     loss_overrides = {
-        key: getattr(args, key)
-        for key in ("temperature", "alpha_kd", "alpha_task", "alpha_cos")
-        if getattr(args, key) is not None
+        key: getattr(args, key) for key in ("temperature", *LOSS_WEIGHT_NAMES) if getattr(args, key) is not None
     }
 
     task = get_task("sst2")
@@ -117,8 +113,10 @@ def main() -> None:
     teacher_dir = Path(args.cache_dir) / f"teacher_sst2_{args.train_samples}_{args.teacher_epochs:g}ep"
     set_seed(0)
     teacher = AutoModelForSequenceClassification.from_pretrained(minilm_path(), **task.model_config_kwargs)
-    teacher = finetune_teacher(
+    teacher, _ = finetune_teacher(
         teacher,
+        task=task,
+        base=minilm_path(),
         args=TrainingArguments(output_dir=work, seed=0, **common),
         epochs=args.teacher_epochs,
         learning_rate=args.teacher_learning_rate,

@@ -1,6 +1,6 @@
 """Regenerate the README's generated parts: the benchmark section and the "verified with" lines.
 
-    .venv/bin/python benchmarks/render.py
+    .venv/bin/python -m benchmarks.render
 
 Every figure is read from a file; nothing is typed in by hand. The benchmark section, between the markers
 `<!-- benchmarks:start -->` and `<!-- benchmarks:end -->`, comes from the JSON files in benchmarks/results/. The
@@ -14,6 +14,8 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+
+from hf_distill.arguments import LOSS_WEIGHT_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -110,11 +112,7 @@ def _investigations() -> list[str]:
     for path in paths:
         result = json.loads(path.read_text())
         config, summary, variants = result["config"], result["summary"], result["results"]["variants"]
-        changed = {
-            key: config[key]
-            for key in ("temperature", "alpha_kd", "alpha_task", "alpha_cos")
-            if config.get(key) is not None
-        }
+        changed = {key: config[key] for key in ("temperature", *LOSS_WEIGHT_NAMES) if config.get(key) is not None}
         changed |= {key: config[key] for key in ("epochs", "learning_rate", "train_samples")}
         b, c = variants.get("b"), variants.get("c")
         lines.append(

@@ -1,6 +1,6 @@
 """Training cost: a distillation step against a plain fine-tuning step plus the teacher forward it needs.
 
-    .venv/bin/python benchmarks/train_speed.py [--repeats 10] [--seq_lens 64 128]
+    .venv/bin/python -m benchmarks.train_speed [--repeats 10] [--seq_lens 64 128]
 
 On the real MiniLM teacher and its 3-layer student (teacher layers 0, 2, 4), batch 32, in one process:
 (i) a plain `Trainer` step of the student (forward, backward, optimizer step), (ii) a teacher forward alone under
@@ -23,18 +23,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import minilm_path, write_result  # noqa: E402
-from benchmarks.render import update_readme  # noqa: E402
-from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student  # noqa: E402
+from benchmarks.common import minilm_path, write_result
+from benchmarks.render import update_readme
+from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
 
 BATCH_SIZE = 32
 MODES = ("plain_step", "teacher_forward", "distill_step")

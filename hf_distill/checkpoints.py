@@ -33,7 +33,6 @@ import re
 import shutil
 import zipfile
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -167,7 +166,7 @@ def rotate_checkpoints(
             break
         if os.path.realpath(path) in protected:
             continue
-        logger.info(f"Deleting older checkpoint {path} (save_total_limit={save_total_limit})")
+        logger.info("Deleting older checkpoint %s (save_total_limit=%s)", path, save_total_limit)
         shutil.rmtree(path, ignore_errors=True)
         deleted.append(path)
         excess -= 1
@@ -229,8 +228,10 @@ def verify_checkpoint(path: str | os.PathLike) -> None:
         raise ValueError(f"Can't find a valid checkpoint at {path}: {'; '.join(problems)}. {_RESUME_HINT}")
     if not marked:
         logger.warning(
-            f"Checkpoint {path} has no {MARKER_NAME} (it was not written by hf_distill's DistillationTrainer), so its "
-            "completeness cannot be proven; its files are present and structurally intact, resuming from it."
+            "Checkpoint %s has no %s (it was not written by hf_distill's DistillationTrainer), so its completeness "
+            "cannot be proven; its files are present and structurally intact, resuming from it.",
+            path,
+            MARKER_NAME,
         )
 
 
@@ -254,7 +255,7 @@ def latest_complete_checkpoint(output_dir: str | os.PathLike, *, allow_unmarked:
         if not problems and (marked or allow_unmarked):
             return path
         reason = "; ".join(problems) if problems else f"it has no {MARKER_NAME}"
-        logger.warning(f"Skipping checkpoint {path}: {reason}. Its files are left in place.")
+        logger.warning("Skipping checkpoint %s: %s. Its files are left in place.", path, reason)
     return None
 
 
@@ -313,7 +314,7 @@ def _marked_problems(path: str, marker: str, require_training_state: bool) -> li
             ]
         else:
             logger.info(
-                f"The weights of {path} were re-saved after it was marked complete; they load through their index"
+                "The weights of %s were re-saved after it was marked complete; they load through their index", path
             )
     if TRAINER_STATE_NAME not in files:
         problems.append(f"{TRAINER_STATE_NAME} was not saved")
@@ -480,53 +481,6 @@ def _fsync_dir(path: str) -> None:
             raise
     finally:
         os.close(fd)
-
-
-def plan_resume(output_dir: str | Path, resume_from_checkpoint: str | bool | None) -> str | bool | None:
-    """What a run into `output_dir` resumes from, decided before any work; never a silent restart over a run.
-
-    - `--resume_from_checkpoint` given: it is used as given (the trainer verifies it).
-    - `output_dir` holds a finished run (`results.json`, or a saved student): `ValueError` with the fixes, since
-      starting again would replace the student, its checkpoints, `results.json` and the card (transformers 5
-      removed `--overwrite_output_dir`).
-    - `output_dir` holds checkpoints of an interrupted run: the newest complete one, as `run_glue.py` does, logged.
-    - Otherwise `None`: a new run.
-    """
-    output_dir = Path(output_dir)
-    if resume_from_checkpoint not in (None, False, ""):
-        wants_newest = resume_from_checkpoint is True or (
-            isinstance(resume_from_checkpoint, str)
-            and resume_from_checkpoint.strip().lower() in ("true", "1", "yes")
-            and not Path(resume_from_checkpoint).is_dir()
-        )
-        if wants_newest and latest_complete_checkpoint(output_dir, allow_unmarked=True) is None:
-            raise ValueError(
-                f"--resume_from_checkpoint true but {output_dir} holds no complete checkpoint to resume from; drop "
-                "the flag to start a new run, or pass the --output_dir of the run to continue"
-            )
-        return resume_from_checkpoint
-    if not output_dir.is_dir():
-        return None
-    finished = [
-        name for name in ("results.json", "model.safetensors", "pytorch_model.bin") if (output_dir / name).exists()
-    ]
-    if finished:
-        raise ValueError(
-            f"--output_dir {output_dir} already holds a finished run ({', '.join(finished)}); a new run would replace "
-            "its student, checkpoints, results.json and card. Pass another --output_dir, pass "
-            "--resume_from_checkpoint true to continue from its newest checkpoint, or delete the directory to start "
-            "again (nothing was changed)"
-        )
-    checkpoint = latest_complete_checkpoint(output_dir, allow_unmarked=True)
-    if checkpoint is not None:
-        logger.warning(
-            "Resuming from %s, the newest complete checkpoint of the interrupted run in %s. To start from scratch, "
-            "pass another --output_dir or delete that one.",
-            checkpoint,
-            output_dir,
-        )
-        return checkpoint
-    return None
 
 
 # ---- the trainer hooks that use them -------------------------------------------------------------------------------

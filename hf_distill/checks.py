@@ -9,11 +9,13 @@ import math
 import os
 import re
 from collections.abc import Collection, Iterable
+from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
 from transformers.utils import logging
 
+from .checkpoints import latest_complete_checkpoint
 from .modeling import head_suffix, max_sequence_length
 
 logger = logging.get_logger(__name__)
@@ -290,3 +292,50 @@ def check_run_flags(
         )
     if teacher_learning_rate is not None and not (math.isfinite(teacher_learning_rate) and teacher_learning_rate > 0):
         raise ValueError(f"--teacher_learning_rate must be a positive number, got {teacher_learning_rate}")
+
+
+def plan_resume(output_dir: str | Path, resume_from_checkpoint: str | bool | None) -> str | bool | None:
+    """What a run into `output_dir` resumes from, decided before any work; never a silent restart over a run.
+
+    - `--resume_from_checkpoint` given: it is used as given (the trainer verifies it).
+    - `output_dir` holds a finished run (`results.json`, or a saved student): `ValueError` with the fixes, since
+      starting again would replace the student, its checkpoints, `results.json` and the card (transformers 5
+      removed `--overwrite_output_dir`).
+    - `output_dir` holds checkpoints of an interrupted run: the newest complete one, as `run_glue.py` does, logged.
+    - Otherwise `None`: a new run.
+    """
+    output_dir = Path(output_dir)
+    if resume_from_checkpoint not in (None, False, ""):
+        wants_newest = resume_from_checkpoint is True or (
+            isinstance(resume_from_checkpoint, str)
+            and resume_from_checkpoint.strip().lower() in ("true", "1", "yes")
+            and not Path(resume_from_checkpoint).is_dir()
+        )
+        if wants_newest and latest_complete_checkpoint(output_dir, allow_unmarked=True) is None:
+            raise ValueError(
+                f"--resume_from_checkpoint true but {output_dir} holds no complete checkpoint to resume from; drop "
+                "the flag to start a new run, or pass the --output_dir of the run to continue"
+            )
+        return resume_from_checkpoint
+    if not output_dir.is_dir():
+        return None
+    finished = [
+        name for name in ("results.json", "model.safetensors", "pytorch_model.bin") if (output_dir / name).exists()
+    ]
+    if finished:
+        raise ValueError(
+            f"--output_dir {output_dir} already holds a finished run ({', '.join(finished)}); a new run would replace "
+            "its student, checkpoints, results.json and card. Pass another --output_dir, pass "
+            "--resume_from_checkpoint true to continue from its newest checkpoint, or delete the directory to start "
+            "again (nothing was changed)"
+        )
+    checkpoint = latest_complete_checkpoint(output_dir, allow_unmarked=True)
+    if checkpoint is not None:
+        logger.warning(
+            "Resuming from %s, the newest complete checkpoint of the interrupted run in %s. To start from scratch, "
+            "pass another --output_dir or delete that one.",
+            checkpoint,
+            output_dir,
+        )
+        return checkpoint
+    return None

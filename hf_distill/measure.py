@@ -240,11 +240,13 @@ def measure_latency(
                 "times_s": model_times,
             }
         logger.info(
-            f"Latency of {name!r} at seq_len {seq_len}: "
-            + ", ".join(
+            "Latency of %r at seq_len %d: %s",
+            name,
+            seq_len,
+            ", ".join(
                 f"batch {size}: {entry['median_s'] * 1e3:.2f} ms ({entry['speedup']:.2f}x)"
                 for size, entry in results[name].items()
-            )
+            ),
         )
     return {
         "reference": reference,

@@ -7,6 +7,7 @@ A teacher given as a string to `make_student` or `DistillationTrainer` must come
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -24,6 +25,7 @@ from transformers import (
     PreTrainedModel,
 )
 from transformers.models.auto import modeling_auto
+from transformers.trainer_utils import number_of_arguments
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -187,3 +189,33 @@ def head_suffix(model: nn.Module) -> str:
         if index > 0 and issubclass(cls, PreTrainedModel):
             return cls.__name__[index:]
     return "Model" if isinstance(model, PreTrainedModel) else ""
+
+
+def forward_input_names(model: nn.Module) -> set[str] | None:
+    """The named inputs of a model's `forward`, or `None` when it names none (a `forward(**batch)` takes anything).
+
+    transformers models name every real input and take `**kwargs` only for options (`output_hidden_states`, ...), so
+    the named parameters are what the model can use; an unknown column passed through `**kwargs` is silently ignored
+    or, worse, forwarded to the attention implementation.
+    """
+    parameters = inspect.signature(model.forward).parameters.values()
+    named = {
+        p.name for p in parameters if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    }
+    return named or None
+
+
+def call_student_init(model_init: Any, trial: Any = None) -> nn.Module:
+    """Call a `model_init` the way `Trainer` does (with no argument, or with the trial)."""
+    if number_of_arguments(model_init) == 0:
+        model = model_init()
+    else:
+        model = model_init(trial)
+    if model is None:
+        raise ValueError("model_init returned None; it must return a fresh student model")
+    return model
+
+
+def takes_return_dict(model: nn.Module) -> bool:
+    """Whether `return_dict=True` can be passed: every `PreTrainedModel` takes it, a plain module if it names it."""
+    return isinstance(model, PreTrainedModel) or "return_dict" in (forward_input_names(model) or ())

@@ -14,7 +14,6 @@ loss is therefore already scaled for accumulation (`loss_is_scaled_for_ga = True
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,6 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
-from transformers.trainer_utils import number_of_arguments
 from transformers.utils import find_labels, logging
 
 from .arguments import DistillationTrainingArguments, distillation_settings
@@ -30,7 +28,7 @@ from .card import is_distillation_card
 from .checkpoints import CheckpointHooks
 from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir, check_teacher_student
 from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
-from .modeling import load_model
+from .modeling import call_student_init, forward_input_names, load_model, takes_return_dict
 
 logger = logging.get_logger(__name__)
 
@@ -99,36 +97,6 @@ def count_items(batch: dict[str, Any], label_names: list[str]) -> torch.Tensor:
     else:
         tokens = examples.clone()
     return torch.stack([examples, label_items.to(device), tokens.to(device)])
-
-
-def forward_input_names(model: nn.Module) -> set[str] | None:
-    """The named inputs of a model's `forward`, or `None` when it names none (a `forward(**batch)` takes anything).
-
-    transformers models name every real input and take `**kwargs` only for options (`output_hidden_states`, ...), so
-    the named parameters are what the model can use; an unknown column passed through `**kwargs` is silently ignored
-    or, worse, forwarded to the attention implementation.
-    """
-    parameters = inspect.signature(model.forward).parameters.values()
-    named = {
-        p.name for p in parameters if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
-    }
-    return named or None
-
-
-def call_student_init(model_init: Any, trial: Any = None) -> nn.Module:
-    """Call a `model_init` the way `Trainer` does (with no argument, or with the trial)."""
-    if number_of_arguments(model_init) == 0:
-        model = model_init()
-    else:
-        model = model_init(trial)
-    if model is None:
-        raise ValueError("model_init returned None; it must return a fresh student model")
-    return model
-
-
-def _takes_return_dict(model: nn.Module) -> bool:
-    """Whether `return_dict=True` can be passed: every `PreTrainedModel` takes it, a plain module if it names it."""
-    return isinstance(model, PreTrainedModel) or "return_dict" in (forward_input_names(model) or ())
 
 
 class DistillationTrainer(CheckpointHooks, Trainer):
@@ -349,7 +317,7 @@ class DistillationTrainer(CheckpointHooks, Trainer):
             counts = ItemCounts(*local.unbind(), scale=1.0 / steps)
 
         student_inputs = self._student_inputs(model, inputs)
-        if _takes_return_dict(self.accelerator.unwrap_model(model)):
+        if takes_return_dict(self.accelerator.unwrap_model(model)):
             # A model configured with `return_dict=False` returns tuples; the loss reads outputs by name.
             student_inputs["return_dict"] = True
         held_labels = None
@@ -442,7 +410,7 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         }
         if hidden_states:
             teacher_inputs["output_hidden_states"] = True
-        if _takes_return_dict(self.accelerator.unwrap_model(self.teacher_model)):
+        if takes_return_dict(self.accelerator.unwrap_model(self.teacher_model)):
             teacher_inputs["return_dict"] = True
         teacher = self._prepared_teacher()
         # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy targets.

@@ -29,14 +29,14 @@ from transformers import (
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
 from hf_distill.arguments import distillation_settings
-from hf_distill.card import DistillationReport, format_table, hub_base_model, model_card
-from hf_distill.checkpoints import plan_resume
+from hf_distill.card import hub_base_model, model_card
 from hf_distill.checks import (
     check_max_seq_length,
     check_push_arguments,
     check_run_flags,
     check_same_tokenization,
     check_teacher_student,
+    plan_resume,
     warn_if_cpu_launch_is_single_process,
 )
 from hf_distill.glue import (
@@ -49,6 +49,7 @@ from hf_distill.glue import (
 )
 from hf_distill.measure import measure_latency
 from hf_distill.processes import end_processes_together
+from hf_distill.results import DistillationReport, format_table
 from hf_distill.student import check_student_layers
 from hf_distill.teachers import evaluate_teacher, finetune_teacher, load_task_model, warn_if_near_chance
 

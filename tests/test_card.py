@@ -1,4 +1,4 @@
-"""`hf_distill.card` and `hf_distill.measure`: sizes, interleaved latency, the report's numbers, the table, the card.
+"""`hf_distill.results`, `.card` and `.measure`: sizes, interleaved latency, the report's numbers, the table, the card.
 
 No test asserts on a measured time: timings vary with the machine, so only the shape of the latency result, the
 reference's speedup of exactly 1 and the models' state afterwards are checked. The table and the card are checked on
@@ -15,10 +15,11 @@ import torch
 from huggingface_hub import ModelCard
 
 from hf_distill import DistillationTrainingArguments, make_student
-from hf_distill.card import DistillationReport, format_table, model_card, retention
+from hf_distill.card import model_card
 from hf_distill.glue import GLUE_CITATION
 from hf_distill.losses import CITATIONS
 from hf_distill.measure import count_parameters, measure_latency, size_on_disk
+from hf_distill.results import DistillationReport, format_table, retention
 
 from .conftest import VOCAB_SIZE
 

@@ -23,13 +23,13 @@ from transformers import (
 )
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
-from hf_distill.checkpoints import plan_resume
 from hf_distill.checks import (
     check_label_order,
     check_max_seq_length,
     check_push_arguments,
     check_run_flags,
     check_same_tokenization,
+    plan_resume,
 )
 from hf_distill.glue import get_task, load_glue, tokenize_glue
 from hf_distill.student import check_student_layers

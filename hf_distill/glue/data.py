@@ -165,7 +165,7 @@ def _read_glue_dir(task: GlueTask, glue_dir: Path, splits: dict[str, bool]) -> d
         path = task_dir / files[split]
         if not path.is_file():
             if not required:
-                logger.info(f"{path} not found: loading {task.name} without its {split} split.")
+                logger.info("%s not found: loading %s without its %s split.", path, task.name, split)
                 continue
             if split == "train":
                 raise ValueError(
@@ -176,7 +176,7 @@ def _read_glue_dir(task: GlueTask, glue_dir: Path, splits: dict[str, bool]) -> d
                 )
             raise ValueError(f"GLUE file {path} does not exist; {expected}.")
         loaded[split] = _read_glue_tsv(path, task, expected)
-        logger.info(f"Loaded {len(loaded[split])} {task.name} {split} rows from {path}.")
+        logger.info("Loaded %s %s %s rows from %s.", len(loaded[split]), task.name, split, path)
     return loaded
 
 
@@ -238,7 +238,7 @@ def _load_user_file(
             )
     if "idx" not in dataset.column_names:
         dataset = dataset.add_column("idx", list(range(len(dataset))), feature=datasets.Value("int32"))
-    logger.info(f"Loaded {len(dataset)} {task.name} {split} rows from {path}.")
+    logger.info("Loaded %s %s %s rows from %s.", len(dataset), task.name, split, path)
     return dataset
 
 
@@ -297,7 +297,7 @@ def load_glue(
     task = get_task(task)
     with_test = with_test or test_file is not None
     if glue_dir is None and train_file is None and validation_file is None:
-        logger.info(f"Loading {HUB_DATASET} config {task.name!r} from the Hugging Face Hub.")
+        logger.info("Loading %s config %r from the Hugging Face Hub.", HUB_DATASET, task.name)
         hub = datasets.load_dataset(HUB_DATASET, task.name, cache_dir=None if cache_dir is None else str(cache_dir))
         if test_file is not None:
             hub = datasets.DatasetDict({k: v for k, v in hub.items() if not k.startswith("test")})
