@@ -343,3 +343,56 @@ def load_task_model(
             f"at random. Pass a teacher fine-tuned on {task.name}, or add --teacher_finetune_epochs 3"
         )
     return model
+
+
+def prepare_teacher(
+    teacher: PreTrainedModel,
+    *,
+    task: GlueTask,
+    base: str,
+    args: TrainingArguments,
+    eval_sets: dict[str, Dataset],
+    train_dataset: Dataset,
+    finetune_epochs: float = 0.0,
+    learning_rate: float | None = None,
+    output_dir: str | Path,
+    fail_on_chance: bool = False,
+    **trainer_kwargs: Any,
+) -> tuple[PreTrainedModel, dict[str, float], dict[str, Any] | None]:
+    """The whole teacher stage: fine-tune (or reuse) when `finetune_epochs > 0`, evaluate, warn near chance.
+
+    Args:
+        teacher (`PreTrainedModel`): The loaded teacher (`load_task_model`).
+        task (`GlueTask`), base (`str`), args (`TrainingArguments`): As in `finetune_teacher`.
+        eval_sets (`dict[str, Dataset]`): The validation splits to evaluate on.
+        train_dataset (`Dataset`): The tokenised training set, for fine-tuning.
+        finetune_epochs (`float`, *optional*, defaults to 0): Fine-tuning epochs; 0 uses the teacher as given.
+        learning_rate (`float`, *optional*): The fine-tuning learning rate; by default that of `args`.
+        output_dir (`str` or `Path`): Where a fine-tuned teacher is saved (`<output_dir>/_teacher` in the recipe).
+        fail_on_chance (`bool`, *optional*): Raise instead of warning when the teacher is near chance.
+        **trainer_kwargs: `data_collator`, `processing_class`, `compute_metrics` for the `Trainer`s.
+
+    Returns:
+        `tuple`: The teacher to distil, its metrics, and its fine-tuning record (`None` when not fine-tuned).
+    """
+    stage = None
+    compute_metrics = trainer_kwargs.pop("compute_metrics", None)
+    if finetune_epochs > 0:
+        teacher, stage = finetune_teacher(
+            teacher,
+            task=task,
+            base=base,
+            args=args,
+            epochs=finetune_epochs,
+            learning_rate=learning_rate,
+            output_dir=output_dir,
+            train_dataset=train_dataset,
+            **trainer_kwargs,
+        )
+    collator = trainer_kwargs.get("data_collator")
+    metrics = evaluate_teacher(
+        teacher, args=args, eval_sets=eval_sets, data_collator=collator, compute_metrics=compute_metrics
+    )
+    labels = list(next(iter(eval_sets.values()))["label"])
+    warn_if_near_chance(task, metrics, labels, error=fail_on_chance, finetuned_epochs=finetune_epochs)
+    return teacher, metrics, stage

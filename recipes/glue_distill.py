@@ -51,7 +51,7 @@ from hf_distill.measure import measure_latency
 from hf_distill.processes import end_processes_together
 from hf_distill.results import DistillationReport, format_table
 from hf_distill.student import check_student_layers
-from hf_distill.teachers import evaluate_teacher, finetune_teacher, load_task_model, warn_if_near_chance
+from hf_distill.teachers import load_task_model, prepare_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -171,30 +171,21 @@ def main() -> None:
         check_same_tokenization(tokenizer, student_tokenizer, raw["train"][task.sentence1_key][:32])
         check_teacher_student(teacher, student, terms=distillation_settings(training_args)[1])
     check_max_seq_length(data_args.max_seq_length, tokenizer, teacher, *([student] if student is not None else []))
-    teacher_dir, teacher_stage = Path(training_args.output_dir) / "_teacher", None
-    if finetune:
-        teacher, teacher_stage = finetune_teacher(
-            teacher,
-            task=task,
-            base=model_args.teacher_model_name_or_path,
-            args=training_args,
-            epochs=model_args.teacher_finetune_epochs,
-            learning_rate=model_args.teacher_learning_rate,
-            output_dir=teacher_dir,
-            train_dataset=data["train"],
-            data_collator=collator,
-            processing_class=tokenizer,
-        )
-    teacher_metrics = evaluate_teacher(
-        teacher, args=training_args, eval_sets=eval_sets, data_collator=collator, compute_metrics=compute_metrics
-    )
-    labels = list(next(iter(eval_sets.values()))["label"])
-    warn_if_near_chance(
-        task,
-        teacher_metrics,
-        labels,
-        error=model_args.fail_on_chance_teacher,
-        finetuned_epochs=model_args.teacher_finetune_epochs,
+    teacher_dir = Path(training_args.output_dir) / "_teacher"
+    teacher, teacher_metrics, teacher_stage = prepare_teacher(
+        teacher,
+        task=task,
+        base=model_args.teacher_model_name_or_path,
+        args=training_args,
+        eval_sets=eval_sets,
+        train_dataset=data["train"],
+        finetune_epochs=model_args.teacher_finetune_epochs,
+        learning_rate=model_args.teacher_learning_rate,
+        output_dir=teacher_dir,
+        fail_on_chance=model_args.fail_on_chance_teacher,
+        data_collator=collator,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
     )
     if student is None:
         student = make_student(teacher, layers=model_args.student_layers, num_layers=model_args.student_num_layers)

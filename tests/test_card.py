@@ -259,3 +259,32 @@ def test_model_card_front_matter_and_body(report):
     with_mse = dataclasses.replace(report, loss_weights={**report.loss_weights, "alpha_mse": 0.5})
     text = model_card(with_mse, model_name="bert-sst2-distilled", base_model=TEACHER_ID)
     assert "0.5 · L_mse" in text and CITATIONS["tang2019"] in text
+
+
+def test_only_a_card_carrying_the_tag_is_kept(tmp_path):
+    """`create_model_card` decided whether to keep a README by grepping it for "hf-distill": a user's own README that
+    merely mentions the project was kept, and the contract lived in two modules. The card's metadata tag decides."""
+    from hf_distill.card import is_distillation_card
+
+    mentions = tmp_path / "mention.md"
+    mentions.write_text("# My model\n\nTrained with hf-distill, card written by hand.\n")
+    assert not is_distillation_card(mentions)
+    tagged = tmp_path / "tagged.md"
+    tagged.write_text("---\ntags:\n- distillation\n- hf-distill\n---\n\n# Student\n")
+    assert is_distillation_card(tagged)
+    assert not is_distillation_card(tmp_path / "missing.md")
+
+
+def test_the_loss_term_registry_is_the_one_source_of_names():
+    """A term's flag, default, log key and card symbol were typed in four places and drifted (the benchmarks missed
+    `alpha_mse`); the arguments' fields and defaults and the trainer's log keys must be the registry's."""
+    from dataclasses import fields
+
+    from hf_distill.arguments import LOSS_WEIGHT_NAMES
+    from hf_distill.losses import LOSS_TERMS
+
+    defaults = {f.name: f.default for f in fields(DistillationTrainingArguments)}
+    assert LOSS_WEIGHT_NAMES == tuple(term.flag for term in LOSS_TERMS.values())
+    for term in LOSS_TERMS.values():
+        assert defaults[term.flag] == term.default_weight
+        assert term.log_key == f"loss_{term.name}" and term.symbol == f"L_{term.name}"

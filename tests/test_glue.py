@@ -438,3 +438,29 @@ def test_make_compute_metrics_regression():
     scores = np.array([[1.0], [2.0], [3.0]])
     result = make_compute_metrics("stsb")(EvalPrediction(predictions=scores, label_ids=np.array([1.0, 3.0, 2.0])))
     assert result == pytest.approx({"pearson": 0.5, "spearmanr": 0.5, "combined_score": 0.5})
+
+
+@pytest.mark.parametrize("task_name", ["cola", "mrpc", "stsb", "mnli"])
+def test_the_local_evaluate_module_gives_the_same_metrics(task_name, tmp_path, monkeypatch):
+    """`evaluate` was declared but unused; the offline GLUE metric is also a local `evaluate` module. Loaded with
+    `evaluate.load(GLUE_METRIC_PATH, task)` without the Hub, it must give `compute_glue_metrics`'s keys and values."""
+    import evaluate
+    import numpy as np
+
+    from hf_distill.glue import GLUE_METRIC_PATH
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # evaluate caches the module there
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    task = get_task(task_name)
+    rng = np.random.default_rng(0)
+    if task.is_regression:
+        predictions, references = rng.uniform(0, 5, 20).tolist(), rng.uniform(0, 5, 20).tolist()
+    else:
+        predictions = rng.integers(0, task.num_labels, 20).tolist()
+        references = rng.integers(0, task.num_labels, 20).tolist()
+    metric = evaluate.load(GLUE_METRIC_PATH, task.name)
+    got = metric.compute(predictions=predictions, references=references)
+    expected = compute_glue_metrics(task, predictions, references)
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
