@@ -152,6 +152,18 @@ def pad_collate(features: list[dict]) -> dict[str, torch.Tensor]:
     return {k: torch.tensor(v) for k, v in batch.items()}
 
 
+def target_label_rows(num_rows: int) -> tuple[Dataset, object]:
+    """Rows whose labels sit in a column named `target` (not `labels`), and a collator that keeps that name."""
+    rows = random_token_dataset(num_rows).rename_column("labels", "target")
+
+    def collate(features: list[dict]) -> dict[str, torch.Tensor]:
+        batch = pad_collate([{"input_ids": f["input_ids"]} for f in features])
+        batch["target"] = torch.tensor([f["target"] for f in features])
+        return batch
+
+    return rows, collate
+
+
 @pytest.fixture
 def glue_dir() -> Path:
     if not GLUE_DIR.is_dir():

@@ -35,7 +35,7 @@ from hf_distill.glue import get_task, load_glue, tokenize_glue
 from hf_distill.student import check_student_layers
 from hf_distill.teachers import TEACHER_DONE_FILE, check_teacher_reuse, load_task_model, warn_if_near_chance
 
-from .conftest import REPO_ROOT, pad_collate, random_token_dataset, tiny_bert_config
+from .conftest import REPO_ROOT, pad_collate, random_token_dataset, target_label_rows, tiny_bert_config
 
 CATALOGUE = REPO_ROOT / "docs" / "bad_inputs.md"
 
@@ -115,12 +115,7 @@ def _case_teacher_without_head(tmp_path):
 
 
 def _case_student_returns_no_loss(tmp_path):
-    rows = random_token_dataset(8).rename_column("labels", "target")
-
-    def collate(features):
-        batch = pad_collate([{"input_ids": f["input_ids"]} for f in features])
-        batch["target"] = torch.tensor([f["target"] for f in features])
-        return batch
+    rows, collate = target_label_rows(8)
 
     trainer = DistillationTrainer(
         model=_student(),

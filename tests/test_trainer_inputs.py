@@ -23,7 +23,7 @@ from transformers import (
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments
 
-from .conftest import VOCAB_SIZE, pad_collate, random_token_dataset, tiny_bert_config
+from .conftest import VOCAB_SIZE, pad_collate, random_token_dataset, target_label_rows, tiny_bert_config
 from .test_trainer import make_args, one_batch_loss, student_like
 
 
@@ -228,12 +228,7 @@ def test_models_configured_to_return_tuples_train(weights, tmp_path):
 def test_a_custom_label_column_gets_a_clear_error(tiny_classifier, tmp_path):
     """`label_names=["target"]` failed with `KeyError: 'loss'` deep in the task term. The error must say the student
     returned no loss, name the inputs it received and the label names, and give the fix."""
-    rows = random_token_dataset(16).rename_column("labels", "target")
-
-    def collate(features):
-        batch = pad_collate([{"input_ids": f["input_ids"]} for f in features])
-        batch["target"] = torch.tensor([f["target"] for f in features])
-        return batch
+    rows, collate = target_label_rows(16)
 
     trainer = DistillationTrainer(
         model=student_like(tiny_classifier),
