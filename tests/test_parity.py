@@ -17,9 +17,10 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification, EarlyStoppingCallback, Trainer, TrainerCallback
 
-from hf_distill import DistillationTrainer, DistillationTrainingArguments
+from hf_distill import DistillationTrainer
 
 from .conftest import pad_collate, random_token_dataset, tiny_bert_config
+from .test_trainer import make_args
 
 TASK_ONLY = dict(alpha_task=1.0, alpha_kd=0.0, alpha_cos=0.0, alpha_mse=0.0)
 EVENTS = (
@@ -69,20 +70,7 @@ class ScaledLossStudent(BertForSequenceClassification):
 
 
 def _run(cls: type, out: Path, *, callbacks=(), resume=None, predict=False, dict_eval=False, **overrides):
-    values = dict(
-        output_dir=str(out),
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=4,
-        max_steps=6,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=7,
-        data_seed=7,
-        disable_tqdm=True,
-    )
+    values = dict(per_device_train_batch_size=4, per_device_eval_batch_size=4, max_steps=6, **TASK_ONLY)
     values.update(overrides)
     events = Events()
     student = _model("student", num_hidden_layers=2)
@@ -90,7 +78,7 @@ def _run(cls: type, out: Path, *, callbacks=(), resume=None, predict=False, dict
         student.__class__ = ScaledLossStudent
     kwargs = dict(
         model=student,
-        args=DistillationTrainingArguments(**values, **TASK_ONLY),
+        args=make_args(out, **values),
         train_dataset=random_token_dataset(40, seed=21),
         eval_dataset=(
             {"a": random_token_dataset(10, seed=3), "b": random_token_dataset(6, seed=4)}
@@ -189,7 +177,9 @@ def test_resume_mid_epoch_matches_trainer(tmp_path):
     for name, cls in (("trainer", Trainer), ("ours", DistillationTrainer)):
         out = tmp_path / name
         _run(cls, out, max_steps=3, save_strategy="steps", save_steps=3, lr_scheduler_type="linear")
-        runs[name] = _run(cls, out, max_steps=6, save_strategy="steps", save_steps=3, resume=str(out / "checkpoint-3"))
+        runs[name] = _run(
+            cls, out, max_steps=6, save_strategy="steps", save_steps=3, resume=str(out / "out" / "checkpoint-3")
+        )
     expected, got = runs["trainer"], runs["ours"]
     assert got["events"] == expected["events"]
     _assert_same_logs(expected["logs"], got["logs"], "resume")
