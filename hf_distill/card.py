@@ -27,6 +27,14 @@ def _term_of(flag: str) -> LossTerm | None:
     return next((term for term in LOSS_TERMS.values() if term.flag == flag), None)
 
 
+def _split_of(metric: str, glue_task: GlueTask | None) -> str | None:
+    """The validation split a metric name is prefixed with (MNLI's `validation_mismatched_accuracy`), if any."""
+    for name in glue_task.validation_splits if glue_task is not None and len(glue_task.validation_splits) > 1 else ():
+        if metric.startswith(name + "_"):
+            return name
+    return None
+
+
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -175,7 +183,7 @@ def model_card(
             dataset_type=measured_type,
             dataset_name=measured_name,
             dataset_config=dataset_config,
-            dataset_split=split,
+            dataset_split=_split_of(name, glue_task) or split,
             metric_type=name,
             metric_value=report.student_metrics[name],
         )

@@ -519,7 +519,8 @@ class CheckpointHooks:
             path = latest_complete_checkpoint(output_dir, allow_unmarked=True)
             if path is None:
                 raise ValueError(
-                    f"resume_from_checkpoint=True but {output_dir} holds no complete checkpoint to resume from (any "
+                    f"No valid checkpoint found in output directory ({output_dir}): resume_from_checkpoint=True but "
+                    "it holds no complete checkpoint to resume from (any "
                     "incomplete ones are named in the warnings above and were left in place); pass "
                     "resume_from_checkpoint=None to start a new run"
                 )

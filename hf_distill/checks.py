@@ -15,7 +15,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
 from transformers.utils import logging
 
-from .checkpoints import latest_complete_checkpoint
+from .checkpoints import checkpoint_dirs, latest_complete_checkpoint, verify_checkpoint
 from .modeling import head_suffix, max_sequence_length
 
 logger = logging.get_logger(__name__)
@@ -274,16 +274,18 @@ def check_run_flags(
     """Raise `ValueError` for `run_glue.py` flags that this recipe would otherwise ignore.
 
     The recipe always distils the student and evaluates it (the report and the card need both), so `--do_train` and
-    `--do_eval` are accepted as what it does; `--do_eval` without `--do_train` asks for an evaluation-only run,
-    which it has no mode for. `--do_predict` is honoured (`predict_test_splits`); `--test_file` needs it.
+    `--do_eval` are accepted as what it does; `--do_eval` or `--do_predict` without `--do_train` asks `run_glue.py`
+    for a run without training, which it has no mode for. `--do_predict --do_train` is honoured
+    (`predict_test_splits`); `--test_file` needs `--do_predict`.
     """
     explicit_eval = args.do_eval and args.eval_strategy == "no"  # `eval_strategy` alone also sets do_eval
-    if explicit_eval and not args.do_train:
-        raise ValueError(
-            "--do_eval without --do_train asks for an evaluation-only run, but this recipe always distils a student "
-            "and then evaluates it; add --do_train (or drop --do_eval), or evaluate a saved student with "
-            "Trainer.evaluate"
-        )
+    for flag, given in (("--do_eval", explicit_eval), ("--do_predict", args.do_predict)):
+        if given and not args.do_train:
+            raise ValueError(
+                f"{flag} without --do_train asks `run_glue.py` for a run without training, but this recipe always "
+                f"distils a student and then evaluates it; add --do_train (or drop {flag}), or use a saved student "
+                "with Trainer.evaluate / Trainer.predict"
+            )
     if test_file is not None and not args.do_predict:
         raise ValueError(f"--test_file {test_file} is only read for predictions; add --do_predict")
     if not math.isfinite(teacher_finetune_epochs) or teacher_finetune_epochs < 0:
@@ -316,6 +318,8 @@ def plan_resume(output_dir: str | Path, resume_from_checkpoint: str | bool | Non
                 f"--resume_from_checkpoint true but {output_dir} holds no complete checkpoint to resume from; drop "
                 "the flag to start a new run, or pass the --output_dir of the run to continue"
             )
+        if not wants_newest:
+            verify_checkpoint(resume_from_checkpoint)  # a bad path fails now, not after the teacher stage
         return resume_from_checkpoint
     if not output_dir.is_dir():
         return None
@@ -330,6 +334,12 @@ def plan_resume(output_dir: str | Path, resume_from_checkpoint: str | bool | Non
             "again (nothing was changed)"
         )
     checkpoint = latest_complete_checkpoint(output_dir, allow_unmarked=True)
+    if checkpoint is None and checkpoint_dirs(output_dir):
+        raise ValueError(
+            f"--output_dir {output_dir} holds checkpoints of an earlier run that cannot be resumed (named in the "
+            "warnings above: incomplete, or saved with --save_only_model); a new run would write over them. Pass "
+            "another --output_dir, or delete them to start again (nothing was changed)"
+        )
     if checkpoint is not None:
         logger.warning(
             "Resuming from %s, the newest complete checkpoint of the interrupted run in %s. To start from scratch, "

@@ -33,6 +33,12 @@ _BOOKKEEPING_METRICS = frozenset(
 )
 
 
+def is_bookkeeping(name: str) -> bool:
+    """Whether a metric describes the evaluation run (`runtime`, `loss`, ...) rather than quality, also under a split
+    prefix (`validation_matched_runtime`)."""
+    return any(name == entry or name.endswith("_" + entry) for entry in _BOOKKEEPING_METRICS)
+
+
 # `TrainingArguments` fields worth stating in a model card, in the order shown there.
 _HYPERPARAMETERS: tuple[str, ...] = (
     "learning_rate",
@@ -255,7 +261,7 @@ class DistillationReport:
             names += [
                 name
                 for name, value in metrics.items()
-                if name not in names and name not in _BOOKKEEPING_METRICS and isinstance(value, (int, float))
+                if name not in names and not is_bookkeeping(name) and isinstance(value, (int, float))
             ]
         return names
 

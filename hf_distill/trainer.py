@@ -365,12 +365,16 @@ class DistillationTrainer(CheckpointHooks, Trainer):
     ) -> torch.Tensor:
         """The student's own loss, rescaled from its micro-batch mean to a share of the accumulated batch.
 
-        The loss is the model's own, or the user's `compute_loss_func`, or label smoothing, as in `Trainer`. A
-        `compute_loss_func` is called without `num_items_in_batch`, so it returns the micro-batch mean; the rescaling
-        below makes accumulation exact.
+        The loss is the model's own, or the user's `compute_loss_func`, or label smoothing, as in `Trainer`. The
+        model's loss and label smoothing are micro-batch means, which the rescaling below turns into exact shares of
+        the accumulated batch; a `compute_loss_func` receives `num_items_in_batch` and returns its share itself.
         """
         if held_labels is not None and self.compute_loss_func is not None:
-            mean = self.compute_loss_func(outputs, held_labels, num_items_in_batch=None)
+            # `Trainer`'s contract: the function gets the label count of the whole accumulated batch and returns its
+            # share of the loss (sum / num_items_in_batch), already scaled for accumulation. A function that ignores
+            # the count and returns a mean gets `Trainer`'s behaviour with it (see the README's parity note).
+            share = self.compute_loss_func(outputs, held_labels, num_items_in_batch=counts.labels)
+            return share * counts.scale
         elif held_labels is not None:
             mean = self.label_smoother(outputs, held_labels)
         else:

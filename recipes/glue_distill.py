@@ -195,9 +195,9 @@ def main() -> None:
         teacher_model=teacher,
         args=training_args,
         train_dataset=data["train"],
-        # One split is passed as itself, so that `eval_strategy` logs `eval_<metric>` and `load_best_model_at_end`
-        # finds `eval_loss`; MNLI's two are a dict (`eval_validation_matched_<metric>`, ...).
-        eval_dataset=eval_sets if len(eval_sets) > 1 else next(iter(eval_sets.values())),
+        # During training the first split alone (MNLI: matched), as in `run_glue.py`: `eval_strategy` logs
+        # `eval_<metric>` and `load_best_model_at_end` finds `eval_loss`. Every split is evaluated at the end.
+        eval_dataset=eval_sets[task.validation_splits[0]],
         data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=compute_metrics,

@@ -403,7 +403,7 @@ def test_do_predict_writes_run_glue_predictions(glue_dir, tiny_teacher_dir, tmp_
     output_dir = tmp_path / "rte"
     test_file = _write_test_file(glue_dir, tmp_path)
     args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
-    run_recipe(monkeypatch, *args, "--do_predict", "true", "--test_file", str(test_file))
+    run_recipe(monkeypatch, *args, "--do_train", "true", "--do_predict", "true", "--test_file", str(test_file))
     lines = (output_dir / "predict_results_rte.txt").read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 10
     assert {line.split("\t")[1] for line in lines[1:]} <= {"entailment", "not_entailment"}
@@ -414,7 +414,8 @@ def test_do_predict_writes_run_glue_predictions(glue_dir, tiny_teacher_dir, tmp_
     "extra, message",
     [
         (["--test_file", "x.tsv"], "add --do_predict"),
-        (["--do_predict", "true"], "No test data for rte"),
+        (["--do_train", "true", "--do_predict", "true"], "No test data for rte"),
+        (["--do_predict", "true"], "--do_predict without --do_train"),
         (["--do_eval", "true"], "--do_eval without --do_train"),
     ],
 )
@@ -613,3 +614,44 @@ def test_a_teacher_with_another_label_count_is_refused_clearly(glue_dir, tmp_pat
     # Fine-tuning it replaces the head of the wrong size instead.
     run_recipe(monkeypatch, *args)
     assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "rte").config.num_labels == 2
+
+
+def test_mnli_card_and_best_model_use_quality_metrics_per_split(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
+    """On MNLI the card listed `validation_matched_runtime` and other run figures as metrics with a "retention", all
+    under the matched split, and `--load_best_model_at_end` failed on a missing `eval_loss` after the teacher was
+    fine-tuned. Only quality metrics belong in the card, each under its own split, and training evaluates the
+    matched split as `run_glue.py` does."""
+    output_dir = tmp_path / "mnli"
+    args = ["--task_name", "mnli", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    args += ["--train_file", str(write_train_file(glue_dir, "mnli", tmp_path))]
+    run_recipe(
+        monkeypatch, *args, "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps",
+        "--save_steps", "1", "--load_best_model_at_end", "true",
+    )  # fmt: skip
+    card = ModelCard.load(output_dir / "README.md")
+    results = {(r.metric_type, r.dataset_split) for r in card.data.eval_results}
+    assert results == {
+        ("validation_matched_accuracy", "validation_matched"),
+        ("validation_mismatched_accuracy", "validation_mismatched"),
+    }, results
+    assert "runtime" not in card.text
+
+
+def test_a_bad_resume_path_or_unresumable_checkpoints_fail_before_work(
+    glue_dir, tiny_teacher_dir, tmp_path, monkeypatch
+):
+    """A wrong `--resume_from_checkpoint` path was caught only after the teacher was fine-tuned; checkpoints saved
+    with `--save_only_model` (not resumable) were written over by a silent new run."""
+    output_dir = tmp_path / "rte"
+    args = ["--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir)]
+    with pytest.raises(ValueError, match="Can't find a valid checkpoint at"):
+        run_recipe(monkeypatch, *args, "--resume_from_checkpoint", str(tmp_path / "nope" / "checkpoint-9"))
+    assert not output_dir.exists()
+
+    only_model = ["--save_only_model", "true", "--save_strategy", "steps", "--save_steps", "1"]
+    run_recipe(monkeypatch, *args, *only_model)
+    forget_student(output_dir)
+    stamps = {p: p.stat().st_mtime_ns for p in output_dir.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        run_recipe(monkeypatch, *args, *only_model)
+    assert {p: p.stat().st_mtime_ns for p in output_dir.rglob("*") if p.is_file()} == stamps

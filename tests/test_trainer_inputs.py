@@ -454,3 +454,27 @@ def test_numpy_settings_still_serialise(tmp_path):
     )
     saved = json.loads(args.to_json_string())
     assert saved["temperature"] == 3.0 and saved["alpha_kd"] == 2.0
+
+
+def test_a_compute_loss_func_written_for_trainer_gets_its_item_count(tiny_classifier, tmp_path):
+    """`compute_loss_func` was always called with `num_items_in_batch=None`, so a function written for `Trainer`'s
+    contract (a sum divided by the count) crashed; it must get the accumulated batch's label count, as in `Trainer`,
+    and then train exactly like a model-loss run under gradient accumulation."""
+
+    def summed_ce(outputs, labels, num_items_in_batch=None):
+        return torch.nn.functional.cross_entropy(outputs["logits"], labels, reduction="sum") / num_items_in_batch
+
+    runs = {}
+    for name, extra in (("func", {"compute_loss_func": summed_ce}), ("model", {})):
+        trainer = DistillationTrainer(
+            model=student_like(tiny_classifier),
+            teacher_model=tiny_classifier,
+            args=make_args(tmp_path / name, per_device_train_batch_size=2, gradient_accumulation_steps=4),
+            train_dataset=random_token_dataset(32),
+            data_collator=pad_collate,
+            **extra,
+        )
+        trainer.train()
+        runs[name] = [e for e in trainer.state.log_history if "loss" in e]
+    for a, b in zip(runs["model"], runs["func"]):
+        assert b["loss_task"] == pytest.approx(a["loss_task"], rel=1e-5), a["step"]
