@@ -9,14 +9,18 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers import PreTrainedModel
 from transformers.utils import logging
 
+from .arguments import DistillationTrainingArguments
 from .glue import GLUE_CITATION, HUB_DATASET, GlueTask
 from .losses import CITATIONS, LOSS_TERMS, LossTerm
+from .measure import measure_latency
 from .results import DistillationReport, _glue_task, _layers, _metric_rows, _number, _size_speed_rows
 
 logger = logging.get_logger(__name__)
@@ -285,3 +289,59 @@ def model_card(
         "```bibtex\n" + "\n\n".join(citations) + "\n```",
     ]
     return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
+
+
+def write_report_and_card(
+    teacher: PreTrainedModel,
+    student: PreTrainedModel,
+    *,
+    output_dir: str | os.PathLike,
+    task: str,
+    teacher_metrics: Mapping[str, float],
+    student_metrics: Mapping[str, float],
+    args: DistillationTrainingArguments,
+    seq_len: int,
+    latency_repeats: int = 5,
+    training_time_s: float | None = None,
+    **card_kwargs: Any,
+) -> DistillationReport:
+    """Measure latency (teacher and student interleaved; `latency_repeats=0` skips it), then write `results.json`
+    and the model card `README.md` into `output_dir`. Call it on the main process only.
+
+    Args:
+        teacher (`PreTrainedModel`), student (`PreTrainedModel`): The two models.
+        output_dir (`str` or `os.PathLike`): The run's output directory.
+        task, teacher_metrics, student_metrics, args, training_time_s: As in `DistillationReport.from_models`.
+        seq_len (`int`): The sequence length of the latency inputs.
+        latency_repeats (`int`, *optional*, defaults to 5): Interleaved rounds of `measure_latency`.
+        **card_kwargs: `teacher_name` and `teacher_finetuning` for the report; the rest (`base_model`,
+            `hub_model_id`, `eval_rows`, ...) for `model_card`.
+
+    Returns:
+        `DistillationReport`: The report written.
+    """
+    latency = None
+    if latency_repeats > 0:
+        latency = measure_latency(
+            {"teacher": teacher, "student": student},
+            vocab_size=teacher.config.vocab_size,
+            seq_len=seq_len,
+            repeats=latency_repeats,
+        )
+    report = DistillationReport.from_models(
+        teacher,
+        student,
+        task=task,
+        teacher_metrics=teacher_metrics,
+        student_metrics=student_metrics,
+        args=args,
+        latency=latency,
+        training_time_s=training_time_s,
+        teacher_name=card_kwargs.pop("teacher_name", None),
+        teacher_finetuning=card_kwargs.pop("teacher_finetuning", None),
+    )
+    output_dir = Path(output_dir)
+    report.save_json(output_dir / "results.json")
+    card = model_card(report, model_name=output_dir.name, **card_kwargs)
+    (output_dir / "README.md").write_text(card, encoding="utf-8")
+    return report

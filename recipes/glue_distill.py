@@ -20,16 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import transformers
-from transformers import (
-    AutoTokenizer,
-    DataCollatorWithPadding,
-    HfArgumentParser,
-    set_seed,
-)
+from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
 from hf_distill.arguments import distillation_settings
-from hf_distill.card import hub_base_model, model_card
+from hf_distill.card import hub_base_model, write_report_and_card
 from hf_distill.checks import (
     check_max_seq_length,
     check_push_arguments,
@@ -47,9 +42,8 @@ from hf_distill.glue import (
     predict_test_splits,
     tokenize_glue,
 )
-from hf_distill.measure import measure_latency
 from hf_distill.processes import end_processes_together
-from hf_distill.results import DistillationReport, format_table
+from hf_distill.results import format_table
 from hf_distill.student import check_student_layers
 from hf_distill.teachers import load_task_model, prepare_teacher
 
@@ -211,38 +205,26 @@ def main() -> None:
     trainer.save_metrics("eval", student_metrics)
 
     if trainer.is_world_process_zero():
-        latency = None
-        if model_args.latency_repeats > 0:
-            latency = measure_latency(
-                {"teacher": teacher, "student": trainer.model},
-                vocab_size=teacher.config.vocab_size,
-                seq_len=data_args.max_seq_length,
-                repeats=model_args.latency_repeats,
-            )
-        report = DistillationReport.from_models(
+        report = write_report_and_card(
             teacher,
             trainer.model,
+            output_dir=training_args.output_dir,
             task=task.name,
             teacher_metrics=teacher_metrics,
             student_metrics=student_metrics,
             args=training_args,
-            latency=latency,
+            seq_len=data_args.max_seq_length,
+            latency_repeats=model_args.latency_repeats,
             training_time_s=train_result.metrics.get("train_runtime"),
             teacher_name=str(teacher_dir) if finetune else model_args.teacher_model_name_or_path,
             teacher_finetuning=teacher_stage,
-        )
-        report.save_json(Path(training_args.output_dir) / "results.json")
-        print(format_table(report))
-        card = model_card(
-            report,
-            model_name=Path(training_args.output_dir).name,
             base_model=base_model,
             hub_model_id=training_args.hub_model_id,
             eval_rows=len(eval_sets[task.validation_splits[0]]),
             eval_rows_available=len(raw[task.validation_splits[0]]),
             validation_file=data_args.validation_file,
         )
-        (Path(training_args.output_dir) / "README.md").write_text(card, encoding="utf-8")
+        print(format_table(report))
     if training_args.do_predict:
         predict_test_splits(trainer, test_sets, task, training_args.output_dir)
     if training_args.push_to_hub:
