@@ -46,13 +46,16 @@ test-slow: install
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 # Drift caught on purpose: the newest versions pyproject.toml allows, in a venv of their own, then the same suite.
+# torch stays at TORCH_PIN (an eager upgrade would pull a multi-GB CUDA build); try another with TORCH_PIN=...
 # The result (versions and counts) is written to benchmarks/results/compatibility.json and shown in the README.
 test-latest:
 	rm -rf $(LATEST_VENV)
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LATEST_VENV)/bin/python -m pip install -q "$(TORCH_PIN)"
-	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+	echo "$(TORCH_PIN)" > $(LATEST_VENV)/torch-pin.txt
+	$(LATEST_VENV)/bin/python -m pip install -q -c $(LATEST_VENV)/torch-pin.txt --upgrade --upgrade-strategy eager \
+		-e ".[dev]"
 	$(LATEST_VENV)/bin/python -m benchmarks.compatibility $(PYTEST_ARGS)
 
 # Re-resolve the dependency set from pyproject.toml into a scratch venv and record it. Run `make test` afterwards:

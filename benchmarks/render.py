@@ -198,11 +198,13 @@ def render_versions() -> str:
     if latest is not None:
         summary, installed = latest["summary"], latest["results"]["installed"]
         versions = ", ".join(f"{name} {installed[name]}" for name in CORE_PACKAGES if installed.get(name))
-        outcome = "passed" if summary["passed_all"] else f"failed (exit code {summary['exit_code']})"
+        outcome = (
+            "the suite passed" if summary["passed_all"] else f"the suite failed (exit code {summary['exit_code']})"
+        )
         lines.append(
-            f"Newest allowed versions (`make test-latest`, {latest['date'][:10]}): {versions}: {outcome}, "
-            f"{summary['passed']} passed, {summary['failed']} failed, {summary['errors']} errors, "
-            f"{summary['skipped']} skipped."
+            f"Newest allowed versions (`make test-latest`, {latest['date'][:10]}): {versions}; {outcome} "
+            f"({summary['passed']} passed, {summary['failed']} failed, {summary['errors']} errors, "
+            f"{summary['skipped']} skipped)."
         )
     return "\n".join([*lines, VERSIONS_END])
 
