@@ -488,6 +488,20 @@ def _fsync_dir(path: str) -> None:
 _BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
+def resume_argument(value: str | os.PathLike | bool | None) -> str | bool | None:
+    """`resume_from_checkpoint` as `True` (the newest complete checkpoint), a path, or `None` (a new run).
+
+    `--resume_from_checkpoint true` on the command line arrives as the string "true" (the field is a path in
+    `TrainingArguments`); "true"/"false" (and 1/0, yes/no) mean the booleans, as `run_glue.py` users expect, unless a
+    directory of that name exists.
+    """
+    if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS and not os.path.isdir(value):
+        value = _BOOLEAN_WORDS[value.strip().lower()]
+    if value is None or value is False or value == "":
+        return None
+    return True if value is True else os.fspath(value)
+
+
 class CheckpointHooks:
     """`Trainer` hooks that add the completeness marker, verified resume and rotation after the marker.
 
@@ -508,11 +522,8 @@ class CheckpointHooks:
         """
         in_kwargs = "resume_from_checkpoint" in kwargs
         resume = kwargs.get("resume_from_checkpoint") if in_kwargs else (args[0] if args else None)
-        if isinstance(resume, str) and resume.strip().lower() in _BOOLEAN_WORDS and not os.path.isdir(resume):
-            # `--resume_from_checkpoint true` on the command line arrives as the string "true" (the field is a path
-            # in `TrainingArguments`); it means `True`, as `run_glue.py` users expect.
-            resume = _BOOLEAN_WORDS[resume.strip().lower()]
-        if resume is None or resume is False:
+        resume = resume_argument(resume)
+        if resume is None:
             path = None
         elif resume is True:
             output_dir = self.args.output_dir
@@ -526,7 +537,7 @@ class CheckpointHooks:
                 )
             logger.info("Resuming from %s, the newest complete checkpoint in %s", path, output_dir)
         else:
-            path = os.fspath(resume)
+            path = resume
         if path is not None:
             verify_checkpoint(path)
         if in_kwargs:

@@ -15,7 +15,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
 from transformers.utils import logging
 
-from .checkpoints import checkpoint_dirs, latest_complete_checkpoint, verify_checkpoint
+from .checkpoints import checkpoint_dirs, latest_complete_checkpoint, resume_argument, verify_checkpoint
 from .modeling import head_suffix, max_sequence_length
 
 logger = logging.get_logger(__name__)
@@ -307,20 +307,16 @@ def plan_resume(output_dir: str | Path, resume_from_checkpoint: str | bool | Non
     - Otherwise `None`: a new run.
     """
     output_dir = Path(output_dir)
-    if resume_from_checkpoint not in (None, False, ""):
-        wants_newest = resume_from_checkpoint is True or (
-            isinstance(resume_from_checkpoint, str)
-            and resume_from_checkpoint.strip().lower() in ("true", "1", "yes")
-            and not Path(resume_from_checkpoint).is_dir()
+    resume = resume_argument(resume_from_checkpoint)
+    if resume is True and latest_complete_checkpoint(output_dir, allow_unmarked=True) is None:
+        raise ValueError(
+            f"--resume_from_checkpoint true but {output_dir} holds no complete checkpoint to resume from; drop "
+            "the flag to start a new run, or pass the --output_dir of the run to continue"
         )
-        if wants_newest and latest_complete_checkpoint(output_dir, allow_unmarked=True) is None:
-            raise ValueError(
-                f"--resume_from_checkpoint true but {output_dir} holds no complete checkpoint to resume from; drop "
-                "the flag to start a new run, or pass the --output_dir of the run to continue"
-            )
-        if not wants_newest:
-            verify_checkpoint(resume_from_checkpoint)  # a bad path fails now, not after the teacher stage
-        return resume_from_checkpoint
+    if resume is not None:
+        if resume is not True:
+            verify_checkpoint(resume)  # a bad path fails now, not after the teacher stage
+        return resume
     if not output_dir.is_dir():
         return None
     finished = [

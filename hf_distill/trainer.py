@@ -206,7 +206,8 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         # would leave a student evaluated before `train()` without its mixed-precision wrapping.
         self.teacher_model = teacher_model
         self._teacher_is_prepared = False
-        self._teacher_input_names = forward_input_names(teacher_model)
+        # `inspect.signature` costs tens of microseconds: read once per model, not at every step.
+        self._forward_inputs: dict[int, tuple[set[str] | None, bool]] = {}
         self._loss_parts: dict[str, torch.Tensor] = {}
         self._loss_parts_start_step: int | None = None
 
@@ -241,14 +242,23 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         """
         super()._set_signature_columns_if_needed()
         teacher = getattr(self, "teacher_model", None)
-        names = forward_input_names(self.accelerator.unwrap_model(teacher)) if teacher is not None else None
+        names = self._forward_signature(teacher)[0] if teacher is not None else None
         if names:
             self._signature_columns = list(dict.fromkeys([*self._signature_columns, *sorted(names)]))
+
+    def _forward_signature(self, model: nn.Module) -> tuple[set[str] | None, bool]:
+        """The named inputs of a model's `forward` (`None`: it takes anything) and whether it takes `return_dict`,
+        read once per model (a search trial's new student is another model)."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        key = id(unwrapped)
+        if key not in self._forward_inputs:
+            self._forward_inputs[key] = (forward_input_names(unwrapped), takes_return_dict(unwrapped))
+        return self._forward_inputs[key]
 
     def _student_inputs(self, model: nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
         """The inputs the student's `forward` names, plus the label columns (a column only the teacher takes is
         dropped)."""
-        names = forward_input_names(self.accelerator.unwrap_model(model))
+        names, _ = self._forward_signature(model)
         if names is None:
             return dict(inputs)
         keep = names | set(self.label_names)
@@ -300,7 +310,7 @@ class DistillationTrainer(CheckpointHooks, Trainer):
                 num_items_in_batch=num_items_in_batch,
             )
 
-        weights = self.loss_weights  # validated once per step, from `args`
+        temperature, weights = distillation_settings(self.args)  # read and validated once per step
         has_labels = any(name in inputs for name in self.label_names)
         if "task" in weights and not has_labels:
             raise ValueError(
@@ -317,7 +327,7 @@ class DistillationTrainer(CheckpointHooks, Trainer):
             counts = ItemCounts(*local.unbind(), scale=1.0 / steps)
 
         student_inputs = self._student_inputs(model, inputs)
-        if takes_return_dict(self.accelerator.unwrap_model(model)):
+        if self._forward_signature(model)[1]:
             # A model configured with `return_dict=False` returns tuples; the loss reads outputs by name.
             student_inputs["return_dict"] = True
         held_labels = None
@@ -348,7 +358,9 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         if "task" in weights:
             parts["task"] = self._task_term(outputs, held_labels, local, counts, received=list(student_inputs))
         if teacher is not None:
-            parts.update(self._teacher_terms(outputs, teacher, inputs, counts))
+            parts.update(
+                self._teacher_terms(outputs, teacher, inputs, counts, weights=weights, temperature=temperature)
+            )
 
         loss = sum(weights[name] * value for name, value in parts.items())
         self._record_loss_parts(parts)
@@ -408,13 +420,13 @@ class DistillationTrainer(CheckpointHooks, Trainer):
 
     def _teacher_outputs(self, inputs: dict[str, Any], *, hidden_states: bool) -> dict[str, torch.Tensor]:
         """Run the frozen teacher and return the tensors the loss needs, as ordinary (non-inference) tensors."""
-        names = self._teacher_input_names
+        names, return_dict = self._forward_signature(self.teacher_model)
         teacher_inputs = {
             k: v for k, v in inputs.items() if k not in self.label_names and (names is None or k in names)
         }
         if hidden_states:
             teacher_inputs["output_hidden_states"] = True
-        if takes_return_dict(self.accelerator.unwrap_model(self.teacher_model)):
+        if return_dict:
             teacher_inputs["return_dict"] = True
         teacher = self._prepared_teacher()
         # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy targets.
@@ -451,14 +463,21 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         return {key: value.clone() for key, value in wanted.items()}
 
     def _teacher_terms(
-        self, outputs: Any, teacher: dict[str, torch.Tensor], inputs: dict[str, Any], counts: ItemCounts
+        self,
+        outputs: Any,
+        teacher: dict[str, torch.Tensor],
+        inputs: dict[str, Any],
+        counts: ItemCounts,
+        *,
+        weights: dict[str, float],
+        temperature: float,
     ) -> dict[str, torch.Tensor]:
         """`L_kd`, `L_mse` and `L_cos` as shares of the accumulated batch."""
         parts: dict[str, torch.Tensor] = {}
         config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
         multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
         for name in ("kd", "mse"):
-            if name not in self.loss_weights:
+            if name not in weights:
                 continue
             pairs, mask, count = self._logit_pairs(outputs, teacher, inputs, counts, for_mse=name == "mse")
             regression = pairs[0][0].shape[-1] == 1 and pairs[0][0].dim() == 2
@@ -468,15 +487,13 @@ class DistillationTrainer(CheckpointHooks, Trainer):
                     term = mse_loss(student_logits, teacher_logits, mask=mask, reduction="sum")
                 elif multi_label:
                     term = binary_kd_loss(
-                        student_logits, teacher_logits, temperature=self.temperature, mask=mask, reduction="sum"
+                        student_logits, teacher_logits, temperature=temperature, mask=mask, reduction="sum"
                     )
                 else:
-                    term = kd_loss(
-                        student_logits, teacher_logits, temperature=self.temperature, mask=mask, reduction="sum"
-                    )
+                    term = kd_loss(student_logits, teacher_logits, temperature=temperature, mask=mask, reduction="sum")
                 total = total + term
             parts[name] = counts.share(total / len(pairs), count)
-        if "cos" in self.loss_weights:
+        if "cos" in weights:
             hidden_states = outputs.get("hidden_states") if isinstance(outputs, dict) else None
             if not hidden_states:
                 raise ValueError(

@@ -409,3 +409,10 @@ def test_tokenizer_fixture_is_not_the_real_one_by_accident(minilm_path):
     """The tokenization check must pass for two copies of one tokenizer, or it would block every valid run."""
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     check_same_tokenization(tokenizer, AutoTokenizer.from_pretrained(minilm_path), ["a fine movie", "dull"])
+
+
+@pytest.mark.parametrize("spelling", ["false", "False", "0", None, ""])
+def test_resume_false_on_the_command_line_starts_a_new_run(spelling, tmp_path):
+    """`--resume_from_checkpoint false` was verified as a checkpoint path named "false" by the recipe's pre-flight
+    plan; it means a new run, as in the trainer (one parser of the flag, `checkpoints.resume_argument`)."""
+    assert plan_resume(tmp_path / "new", spelling) is None

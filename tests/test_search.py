@@ -22,16 +22,21 @@ def _student_init() -> BertForSequenceClassification:
     return BertForSequenceClassification(tiny_bert_config(num_labels=3, num_hidden_layers=2))
 
 
+def _search_trainer(tmp_path, cls=DistillationTrainer, rows: int = 16, **args) -> DistillationTrainer:
+    return cls(
+        model_init=_student_init,
+        teacher_model=_teacher(),
+        args=make_args(tmp_path, **args),
+        train_dataset=random_token_dataset(rows),
+        eval_dataset=random_token_dataset(8, seed=2),
+        data_collator=pad_collate,
+    )
+
+
 def test_model_init_builds_a_fresh_student_and_trains(tmp_path):
     """`model_init` was refused ("needs the student as `model`"), so the standard Trainer route to a search could
     not be used. A student factory must work, with the teacher checked against the student it builds."""
-    trainer = DistillationTrainer(
-        model_init=_student_init,
-        teacher_model=_teacher(),
-        args=make_args(tmp_path, max_steps=2),
-        train_dataset=random_token_dataset(16),
-        data_collator=pad_collate,
-    )
+    trainer = _search_trainer(tmp_path, max_steps=2)
     trainer.train()
     assert any("loss_kd" in entry for entry in trainer.state.log_history)
 
@@ -68,14 +73,7 @@ def test_hyperparameter_search_over_temperature_and_weights_uses_each_trial(tmp_
             used.append((dict(trial.params), self.temperature, self.loss_weights["kd"]))
             return result
 
-    trainer = Recording(
-        model_init=_student_init,
-        teacher_model=_teacher(),
-        args=make_args(tmp_path, max_steps=2, eval_strategy="no"),
-        train_dataset=random_token_dataset(16),
-        eval_dataset=random_token_dataset(8, seed=2),
-        data_collator=pad_collate,
-    )
+    trainer = _search_trainer(tmp_path, cls=Recording, max_steps=2, eval_strategy="no")
 
     def space(trial):
         return {
@@ -100,13 +98,7 @@ def test_a_trial_with_an_invalid_value_is_refused(tmp_path):
     """A search space that reaches a value validation refuses (temperature 0) must fail with the same clear error,
     not train on it."""
     optuna = pytest.importorskip("optuna")
-    trainer = DistillationTrainer(
-        model_init=_student_init,
-        teacher_model=_teacher(),
-        args=make_args(tmp_path, max_steps=1),
-        train_dataset=random_token_dataset(8),
-        data_collator=pad_collate,
-    )
+    trainer = _search_trainer(tmp_path, rows=8, max_steps=1)
     with pytest.raises(ValueError, match="temperature must be a positive finite number"):
         trainer.hyperparameter_search(
             hp_space=lambda trial: {"temperature": trial.suggest_float("temperature", -1.0, 0.0)},
