@@ -37,7 +37,8 @@ def write_result(name: str, *, config: dict[str, Any], results: dict[str, Any], 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": name,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        # Benchmarks run as modules (`python -m benchmarks.<name>`), where argv[0] is the file's full path.
+        "command": " ".join([Path(sys.executable).name, "-m", f"benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "git_commit": git_commit(),
         "versions": collect_versions(),

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
-from benchmarks.common import minilm_path, write_result
+from benchmarks.common import ROOT, minilm_path, write_result
 from benchmarks.render import update_readme
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
 
@@ -94,7 +94,9 @@ def time_interleaved(steps: dict[str, Callable[[], None]], repeats: int, warmup:
 def peak_memory(mode: str, seq_len: int, steps: int = 3) -> dict[str, float]:
     """Run one mode in a child process and return its resident memory before the steps and at peak, in MiB."""
     output = subprocess.run(
-        [sys.executable, __file__, "--memory_child", mode, "--seq_lens", str(seq_len), "--repeats", str(steps)],
+        [sys.executable, "-m", "benchmarks.train_speed", "--memory_child", mode, "--seq_lens", str(seq_len)]
+        + ["--repeats", str(steps)],
+        cwd=ROOT,  # run as a module from the repository root, like the parent
         capture_output=True,
         text=True,
         check=True,
