@@ -5,6 +5,7 @@ from .checkpoints import is_complete_checkpoint, latest_complete_checkpoint, ver
 from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
 from .processes import end_processes_together
 from .student import make_student
+from .teacher_cache import cache_teacher_outputs
 from .trainer import DistillationTrainer
 
 __version__ = "0.1.0"
@@ -13,6 +14,7 @@ __all__ = [
     "DistillationTrainer",
     "DistillationTrainingArguments",
     "binary_kd_loss",
+    "cache_teacher_outputs",
     "cosine_loss",
     "end_processes_together",
     "is_complete_checkpoint",

@@ -10,6 +10,7 @@ from typing import Any
 from transformers import TrainingArguments
 
 from .losses import LOSS_TERMS
+from .teacher_modes import check_teacher_mode_arguments
 
 # The weight arguments, in the registry's order: `alpha_kd`, `alpha_task`, `alpha_cos`, `alpha_mse`.
 LOSS_WEIGHT_NAMES: tuple[str, ...] = tuple(term.flag for term in LOSS_TERMS.values())
@@ -50,6 +51,31 @@ class DistillationTrainingArguments(TrainingArguments):
             Weight of the MSE between student and teacher logits (Tang et al. 2019).
 
     A term whose weight is 0 is not computed: for example, no hidden states are requested when `alpha_cos == 0`.
+
+    Teacher modes (see the README's "Teacher modes"; `hf_distill.teacher_modes` checks them against the teachers):
+
+    Args:
+        teacher_weights (`list[float]`, *optional*):
+            Ensembles (`teacher_model=[t1, t2, ...]`): one weight > 0 per teacher, normalised to sum to 1. By default
+            the teachers weigh the same.
+        cos_teacher (`int`, *optional*):
+            Ensembles: the index of the teacher whose hidden states `L_cos` follows. Required when `alpha_cos > 0`
+            and there are several teachers.
+        teacher_route (`bool`, *optional*, defaults to `False`):
+            `teacher_model` is a route of teacher checkpoints, from early to final, followed one at a time (Route
+            Constrained Optimisation, Jin et al. 2019), instead of an ensemble.
+        route_switch_steps (`list[int]`, *optional*):
+            The optimizer steps at which the route moves to its next checkpoint (one fewer than the checkpoints).
+        route_switch_epochs (`list[float]`, *optional*):
+            The same in epochs. With neither, the switches are spread evenly over training.
+        cotrain_teacher (`bool`, *optional*, defaults to `False`):
+            Train the teacher together with the student: the teacher learns from its own task loss (logged as
+            `loss_teacher_task`) while the student distils from it.
+        cotrain_isolation (`bool`, *optional*, defaults to `True`):
+            Co-training: detach the teacher's outputs from the student's distillation loss (parameter isolation).
+            `False` lets the soft-target and hidden-state terms send gradients into the teacher too.
+        cotrain_teacher_learning_rate (`float`, *optional*):
+            Co-training: the teacher's learning rate; by default `learning_rate`.
     """
 
     temperature: float = field(
@@ -73,6 +99,33 @@ class DistillationTrainingArguments(TrainingArguments):
         metadata={"help": f"Weight of {LOSS_TERMS['mse'].symbol}: {LOSS_TERMS['mse'].description}."},
     )
 
+    teacher_weights: list[float] | None = field(
+        default=None, metadata={"help": "Ensemble: one weight > 0 per teacher (normalised); by default equal."}
+    )
+    cos_teacher: int | None = field(
+        default=None, metadata={"help": "Ensemble: index of the teacher whose hidden states L_cos follows."}
+    )
+    teacher_route: bool = field(
+        default=False,
+        metadata={"help": "The teachers are a route of checkpoints, early to final, followed one at a time (RCO)."},
+    )
+    route_switch_steps: list[int] | None = field(
+        default=None, metadata={"help": "Route: optimizer steps at which the next checkpoint takes over."}
+    )
+    route_switch_epochs: list[float] | None = field(
+        default=None, metadata={"help": "Route: epochs at which the next checkpoint takes over (default: even)."}
+    )
+    cotrain_teacher: bool = field(
+        default=False, metadata={"help": "Train the teacher with the student, on its own task loss."}
+    )
+    cotrain_isolation: bool = field(
+        default=True,
+        metadata={"help": "Co-training: the student's distillation loss sends no gradient into the teacher."},
+    )
+    cotrain_teacher_learning_rate: float | None = field(
+        default=None, metadata={"help": "Co-training: the teacher's learning rate (default: --learning_rate)."}
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check_distillation_settings(self.temperature, {name: getattr(self, name) for name in LOSS_WEIGHT_NAMES})
@@ -82,6 +135,7 @@ class DistillationTrainingArguments(TrainingArguments):
         for name in LOSS_WEIGHT_NAMES:
             setattr(self, name, float(getattr(self, name)))
         check_batch_settings(self)
+        check_teacher_mode_arguments(self)
 
 
 def _is_real_number(value: Any) -> bool:

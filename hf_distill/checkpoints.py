@@ -546,6 +546,12 @@ class CheckpointHooks:
             return args, kwargs
         return (path, *args[1:]), kwargs
 
+    def _save_extra_state(self, output_dir: str) -> None:
+        """Write what else a resume needs into the checkpoint, before it is marked complete (rank 0 only).
+
+        Nothing by default; co-training saves the teacher here (`hf_distill.cotraining`).
+        """
+
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         """`Trainer._save_checkpoint`, bracketed by the completeness markers, with rotation moved after the marker.
 
@@ -573,6 +579,7 @@ class CheckpointHooks:
         if self.args.should_save:
             # `Trainer` saved the arguments while the limit was switched off; the checkpoint keeps the real ones.
             torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+            self._save_extra_state(output_dir)
         # Other processes may still be writing their `rng_state_<rank>.pth` into the directory.
         self.accelerator.wait_for_everyone()
         if self.args.should_save:

@@ -281,3 +281,49 @@ def cosine_loss(
     _check_same_shape(student_hidden, teacher_hidden, "hidden states")
     per_item = 1.0 - F.cosine_similarity(_select(student_hidden, mask), _select(teacher_hidden, mask), dim=-1)
     return _reduce(per_item, reduction)
+
+
+EnsembleKind = Literal["softmax", "sigmoid", "mean"]
+
+
+def ensemble_logits(
+    teacher_logits: torch.Tensor, weights: torch.Tensor, *, temperature: float, kind: EnsembleKind
+) -> torch.Tensor:
+    r"""One target from K teachers' logits (stacked on dimension 0), as logits at `temperature`, in fp32.
+
+    - `"softmax"`: the weighted mean of the teachers' softened probabilities,
+      :math:`p = \sum_k w_k \, softmax(z_k / T)`, returned as :math:`T \log p`, so that :func:`kd_loss` at the same T
+      on these logits is the KL divergence from the mixture itself (:math:`softmax(T \log p / T) = p`).
+    - `"sigmoid"`: the same per label for multi-label heads, :math:`p = \sum_k w_k \sigma(z_k / T)`, returned as
+      :math:`T \, logit(p)`.
+    - `"mean"`: the weighted mean of the logits, for regression predictions and logit regression (`L_mse`).
+
+    The mean of probabilities, not of logits, is the soft target: it is the ensemble's own predictive distribution
+    (each teacher's uncertainty kept, and a teacher that is confidently wrong outvoted), whereas the mean of logits is
+    a normalised geometric mean of the distributions that is sharper than every teacher where they agree and lets one
+    confident teacher dominate where they do not. Computed in log space, so it stays finite where probabilities
+    underflow.
+
+    Args:
+        teacher_logits (`torch.Tensor` of shape `(K, *items, num_classes)`): The teachers' logits.
+        weights (`torch.Tensor` of shape `(K,)`): Weights > 0 that sum to 1.
+        temperature (`float`): Softmax temperature T > 0.
+        kind (`str`): `"softmax"`, `"sigmoid"` or `"mean"`.
+
+    Returns:
+        `torch.Tensor` of shape `(*items, num_classes)`.
+    """
+    logits = teacher_logits.float()
+    shape = (-1,) + (1,) * (logits.dim() - 1)
+    w = weights.to(device=logits.device, dtype=torch.float32).reshape(shape)
+    if kind == "mean":
+        return (w * logits).sum(0)
+    log_w = w.log()
+    if kind == "softmax":
+        log_p = torch.logsumexp(log_w + F.log_softmax(logits / temperature, dim=-1), dim=0)
+        return temperature * log_p
+    if kind == "sigmoid":
+        log_p = torch.logsumexp(log_w + F.logsigmoid(logits / temperature), dim=0)
+        log_q = torch.logsumexp(log_w + F.logsigmoid(-logits / temperature), dim=0)
+        return temperature * (log_p - log_q)
+    raise ValueError(f"kind must be 'softmax', 'sigmoid' or 'mean', got {kind!r}")

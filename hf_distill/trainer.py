@@ -20,15 +20,24 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers import AutoConfig, PreTrainedModel, Trainer, TrainingArguments
 from transformers.utils import find_labels, logging
 
 from .arguments import DistillationTrainingArguments, distillation_settings
 from .card import is_distillation_card
 from .checkpoints import CheckpointHooks
 from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir, check_teacher_student
-from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
-from .modeling import call_student_init, forward_input_names, load_model, takes_return_dict
+from .cotraining import CoTrainingHooks
+from .losses import binary_kd_loss, cosine_loss, ensemble_logits, kd_loss, mse_loss
+from .modeling import call_student_init, check_model_reference, forward_input_names, load_model, takes_return_dict
+from .teacher_cache import (
+    CACHE_COLUMNS,
+    OUTPUT_COLUMNS,
+    CachedOutputsCollator,
+    cached_columns,
+    check_cached_dataset,
+)
+from .teacher_modes import TeacherPlan, route_position, route_switches, teacher_plan
 
 logger = logging.get_logger(__name__)
 
@@ -99,7 +108,7 @@ def count_items(batch: dict[str, Any], label_names: list[str]) -> torch.Tensor:
     return torch.stack([examples, label_items.to(device), tokens.to(device)])
 
 
-class DistillationTrainer(CheckpointHooks, Trainer):
+class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
     """A `Trainer` that distils `teacher_model` into `model` (the student).
 
     Use it exactly like `Trainer`, adding `teacher_model`:
@@ -158,7 +167,7 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         model: PreTrainedModel | nn.Module | None = None,
         args: TrainingArguments | None = None,
         *trainer_args: Any,
-        teacher_model: PreTrainedModel | str | os.PathLike | None = None,
+        teacher_model: TeacherArgument = None,
         **kwargs: Any,
     ) -> None:
         model_init = kwargs.get("model_init", trainer_args[4] if len(trainer_args) > 4 else None)
@@ -167,45 +176,93 @@ class DistillationTrainer(CheckpointHooks, Trainer):
                 "DistillationTrainer needs the student as `model` (build one with make_student(teacher)) or a "
                 "`model_init` that returns a fresh student"
             )
-        if teacher_model is None:
-            raise ValueError(
-                "DistillationTrainer needs a teacher: pass teacher_model=<a fine-tuned PreTrainedModel, Hub id or "
-                "local path>; use transformers.Trainer to train without one"
-            )
         if args is None:
             args = DistillationTrainingArguments(output_dir="tmp_trainer")
+        train_dataset = kwargs.get("train_dataset", trainer_args[1] if len(trainer_args) > 1 else None)
+        data_collator = kwargs.get("data_collator", trainer_args[0] if trainer_args else None)
+        cache = cached_columns(getattr(train_dataset, "column_names", None))
+        if teacher_model is None and not cache:
+            raise ValueError(
+                "DistillationTrainer needs a teacher: pass teacher_model=<a fine-tuned PreTrainedModel, Hub id or "
+                "local path> (or a list of them), or a train_dataset made by hf_distill.cache_teacher_outputs; use "
+                "transformers.Trainer to train without one"
+            )
+        if teacher_model is not None and cache:
+            raise ValueError(
+                f"the training set holds cached teacher outputs {cache} and teacher_model is given too, so it is "
+                "unclear which to distil from; pass teacher_model=None to train from the cache, or remove the "
+                "columns (train_dataset.remove_columns([...])) to distil online"
+            )
         # Everything is checked before `Trainer.__init__` moves the student or creates `output_dir`, so a failure
         # changes nothing. With `model_init`, one student is built here to be checked, then discarded.
         _, weights = distillation_settings(args)
         student = model if model is not None else call_student_init(model_init)
-        if isinstance(teacher_model, (str, os.PathLike)):
-            teacher_model = load_model(teacher_model, like=type(student), require_all_weights=True)
-        if not isinstance(teacher_model, nn.Module):
-            raise ValueError(
-                f"teacher_model must be a PreTrainedModel or a model name/path, got {type(teacher_model).__name__}"
-            )
-        check_teacher_student(teacher_model, student, terms=weights)
-        label_names = args.label_names if args.label_names is not None else find_labels(type(student))
-        train_dataset = kwargs.get("train_dataset", trainer_args[1] if len(trainer_args) > 1 else None)
-        data_collator = kwargs.get("data_collator", trainer_args[0] if trainer_args else None)
+        route: list[nn.Module | str | os.PathLike] = []
+        if teacher_model is None:
+            num_cached = check_cached_dataset(train_dataset, student, terms=weights, data_collator=data_collator)
+            plan = teacher_plan(args, num_teachers=num_cached, cached=True, terms=weights)
+            if plan.mode == "ensemble" and "cos" in weights and plan.cos_teacher != 0:
+                raise ValueError(
+                    f"cos_teacher={plan.cos_teacher}, but cached hidden states are the first teacher's; pass "
+                    "cos_teacher=0, or cache again with that teacher first in the list"
+                )
+            teachers: list[nn.Module] = []
+        else:
+            given = list(teacher_model) if isinstance(teacher_model, (list, tuple)) else [teacher_model]
+            if not given:
+                raise ValueError("teacher_model is an empty list; pass one teacher or several")
+            plan = teacher_plan(args, num_teachers=len(given), cached=False, terms=weights)
+            if plan.mode == "route":
+                route = given
+                # The first checkpoint is loaded now (its forward signature decides the dataset columns); the others
+                # are checked from their configurations and loaded one at a time when their turn comes.
+                teachers = [_load_teacher(given[0], student)]
+                _check_teacher(teachers[0], student, weights, "checkpoint 0 of the route")
+                for position, entry in enumerate(given[1:], start=1):
+                    _check_route_entry(entry, student, weights, position)
+            else:
+                teachers = [_load_teacher(t, student) for t in given]
+                for position, teacher in enumerate(teachers):
+                    _check_teacher(teacher, student, weights, f"teacher {position}" if len(teachers) > 1 else None)
+            if plan.mode == "cotrain":
+                _check_cotrained_teacher(teachers[0], has_model_init=model is None)
         if train_dataset is not None:
             check_dataset_not_empty(train_dataset)
-            if "task" in weights:
+            label_names = args.label_names if args.label_names is not None else find_labels(type(student))
+            if "task" in weights or plan.mode == "cotrain":
                 check_dataset_has_labels(train_dataset, label_names, data_collator)
         check_output_dir(args.output_dir)
         del student
+        if cache and getattr(train_dataset, "format", {}).get("type") is None:
+            # Cached outputs read as arrays, not nested Python lists (10-100x faster to batch); a new view of the
+            # user's dataset, which is left as it is.
+            formatted = train_dataset.with_format("numpy", columns=cache, output_all_columns=True)
+            if "train_dataset" in kwargs or len(trainer_args) <= 1:
+                kwargs["train_dataset"] = formatted
+            else:
+                trainer_args = (*trainer_args[:1], formatted, *trainer_args[2:])
 
         super().__init__(model, args, *trainer_args, **kwargs)
 
-        # Frozen means `requires_grad=False` on every teacher parameter: the user's teacher object gets the flag (its
-        # weights are never changed), so that no optimizer built from it could update it.
-        teacher_model.requires_grad_(False)
-        teacher_model.eval()
-        # Placed on the device by Accelerate at the first training step (`_prepared_teacher`), not here: `Trainer`'s
-        # evaluation loop prepares the student only while the accelerator holds no model, so a teacher prepared now
-        # would leave a student evaluated before `train()` without its mixed-precision wrapping.
-        self.teacher_model = teacher_model
-        self._teacher_is_prepared = False
+        if cache:
+            # A wrapper of the trainer's collator: the user's collator object is not changed.
+            self.data_collator = CachedOutputsCollator(self.data_collator, cache)
+        self.teacher_plan: TeacherPlan = plan
+        # The teachers stay the user's objects, as given: frozen means kept out of the optimizer and run in eval mode
+        # under `torch.inference_mode()`, not a `requires_grad` flag set on them (a later `copy.deepcopy` or further
+        # training of the teacher in the same process must still work). Their module modes are restored after
+        # `train()`. Each is moved to the student's device at its first use, not here: `Trainer`'s evaluation loop
+        # prepares the student only while the accelerator holds no model.
+        self.teacher_models: list[nn.Module] = teachers
+        self.teacher_model: nn.Module | None = teachers[0] if teachers else None
+        self._teacher_route = route
+        self._route_switches: list[int] | None = None
+        self._route_index = 0
+        self._placed_teachers: set[int] = set()
+        self._teacher_grads_step: int | None = None
+        self._teacher_modes: list[tuple[nn.Module, list[bool]]] = [
+            (teacher, [m.training for m in teacher.modules()]) for teacher in teachers
+        ]
         # `inspect.signature` costs tens of microseconds: read once per model, not at every step.
         self._forward_inputs: dict[int, tuple[set[str] | None, bool]] = {}
         self._loss_parts: dict[str, torch.Tensor] = {}
@@ -216,9 +273,9 @@ class DistillationTrainer(CheckpointHooks, Trainer):
     def call_model_init(self, trial: Any = None) -> nn.Module:
         """`Trainer.call_model_init`, with each new student (one per search trial) checked against the teacher."""
         model = super().call_model_init(trial)
-        teacher = getattr(self, "teacher_model", None)
-        if teacher is not None:
-            check_teacher_student(self.accelerator.unwrap_model(teacher), model, terms=self.loss_weights)
+        for position, teacher in enumerate(getattr(self, "teacher_models", [])):
+            name = f"teacher {position}" if len(self.teacher_models) > 1 else None
+            _check_teacher(self.accelerator.unwrap_model(teacher), model, self.loss_weights, name)
         return model
 
     @property
@@ -241,10 +298,11 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         given its own inputs (`_student_inputs`, `_teacher_outputs`).
         """
         super()._set_signature_columns_if_needed()
-        teacher = getattr(self, "teacher_model", None)
-        names = self._forward_signature(teacher)[0] if teacher is not None else None
-        if names:
-            self._signature_columns = list(dict.fromkeys([*self._signature_columns, *sorted(names)]))
+        extra: list[str] = list(CACHE_COLUMNS)
+        for teacher in getattr(self, "teacher_models", []):
+            names = self._forward_signature(teacher)[0]
+            extra.extend(sorted(names or ()))
+        self._signature_columns = list(dict.fromkeys([*self._signature_columns, *extra]))
 
     def _forward_signature(self, model: nn.Module) -> tuple[set[str] | None, bool]:
         """The named inputs of a model's `forward` (`None`: it takes anything) and whether it takes `return_dict`,
@@ -256,11 +314,11 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         return self._forward_inputs[key]
 
     def _student_inputs(self, model: nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The inputs the student's `forward` names, plus the label columns (a column only the teacher takes is
-        dropped)."""
+        """The inputs the student's `forward` names, plus the label columns (a column only the teacher takes, and the
+        cached teacher outputs, are dropped)."""
         names, _ = self._forward_signature(model)
         if names is None:
-            return dict(inputs)
+            return {key: value for key, value in inputs.items() if key not in CACHE_COLUMNS}
         keep = names | set(self.label_names)
         return {key: value for key, value in inputs.items() if key in keep}
 
@@ -343,8 +401,16 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         # so the two never occupy memory together (lower peak, and measurably faster on CPU, where fresh large
         # allocations cost page faults).
         teacher = None
-        if weights.keys() & {"kd", "cos", "mse"}:
-            teacher = self._teacher_outputs(inputs, hidden_states="cos" in weights)
+        teacher_task = None
+        if self.teacher_plan.mode == "cotrain":
+            teacher, teacher_task = self._cotrained_teacher_outputs(
+                inputs, local, counts, hidden_states="cos" in weights
+            )
+        elif weights.keys() & {"kd", "cos", "mse"}:
+            if self.teacher_plan.cached:
+                teacher = self._cached_teacher_outputs(inputs, hidden_states="cos" in weights)
+            else:
+                teacher = self._teacher_outputs(inputs, hidden_states="cos" in weights)
         outputs = model(**student_inputs)
         if not isinstance(outputs, dict):
             student_name = type(self.accelerator.unwrap_model(model)).__name__
@@ -357,12 +423,16 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         parts: dict[str, torch.Tensor] = {}
         if "task" in weights:
             parts["task"] = self._task_term(outputs, held_labels, local, counts, received=list(student_inputs))
-        if teacher is not None:
+        if teacher is not None and weights.keys() & {"kd", "cos", "mse"}:
             parts.update(
                 self._teacher_terms(outputs, teacher, inputs, counts, weights=weights, temperature=temperature)
             )
 
         loss = sum(weights[name] * value for name, value in parts.items())
+        if teacher_task is not None:
+            # Co-training: the teacher's own task loss, weight 1, logged as `loss_teacher_task`.
+            loss = loss + teacher_task
+            parts["teacher_task"] = teacher_task
         self._record_loss_parts(parts)
         return (loss, outputs) if return_outputs else loss
 
@@ -407,60 +477,167 @@ class DistillationTrainer(CheckpointHooks, Trainer):
             return mean.nan_to_num(0.0) * 0.0
         return counts.share(mean * local_items, counts.labels)
 
-    def _prepared_teacher(self) -> nn.Module:
-        """The teacher, placed by Accelerate on the student's device under its mixed precision (once).
+    def _place_teacher(self, teacher: nn.Module) -> nn.Module:
+        """Move a teacher to the student's device, once per teacher.
 
-        `evaluation_mode=True`: device placement and the mixed-precision forward wrapper, but no DDP wrapping, as the
-        teacher never receives gradients to synchronise.
+        A frozen teacher is only moved: no DDP wrapping, as it never receives gradients, and no forward wrapper on the
+        user's object; its forward runs under `accelerator.autocast()` instead, the student's mixed precision. A
+        co-trained teacher is prepared like a model in training (DDP across processes), as its gradients must be
+        synchronised.
         """
-        if not self._teacher_is_prepared:
-            self.teacher_model = self.accelerator.prepare_model(self.teacher_model, evaluation_mode=True)
-            self._teacher_is_prepared = True
-        return self.teacher_model
+        if self.teacher_plan.mode == "cotrain":
+            if id(teacher) not in self._placed_teachers:
+                teacher = self.accelerator.prepare_model(teacher)
+                self.teacher_model = teacher
+                self.teacher_models = [teacher]
+                self._placed_teachers.add(id(teacher))
+            return teacher
+        if id(teacher) not in self._placed_teachers:
+            teacher.to(self.accelerator.device)
+            self._placed_teachers.add(id(teacher))
+        return teacher
 
-    def _teacher_outputs(self, inputs: dict[str, Any], *, hidden_states: bool) -> dict[str, torch.Tensor]:
-        """Run the frozen teacher and return the tensors the loss needs, as ordinary (non-inference) tensors."""
-        names, return_dict = self._forward_signature(self.teacher_model)
-        teacher_inputs = {
-            k: v for k, v in inputs.items() if k not in self.label_names and (names is None or k in names)
-        }
-        if hidden_states:
-            teacher_inputs["output_hidden_states"] = True
+    def _current_teachers(self) -> list[nn.Module]:
+        """The teachers of this step: the ensemble (or the one teacher), or the route checkpoint due at this step."""
+        if not self._teacher_route:
+            return self.teacher_models
+        if self._route_switches is None:
+            raise ValueError("the teacher route has no schedule yet: DistillationTrainer.train() computes it")
+        position = route_position(self.state.global_step, self._route_switches)
+        if position != self._route_index or self.teacher_model is None:
+            entry = self._teacher_route[position]
+            logger.info(
+                "Teacher route: checkpoint %d of %d (%s) teaches from step %d",
+                position,
+                len(self._teacher_route) - 1,
+                entry if isinstance(entry, (str, os.PathLike)) else type(entry).__name__,
+                self.state.global_step,
+            )
+            # Only one route checkpoint is held at a time: the previous one is released before the next is loaded.
+            self._restore_teacher_modes()
+            self.teacher_model = None
+            self.teacher_models = []
+            student = self.accelerator.unwrap_model(self.model)
+            teacher = _load_teacher(entry, student)
+            self.teacher_model = teacher
+            self.teacher_models = [teacher]
+            self._teacher_modes = [(teacher, [m.training for m in teacher.modules()])]
+            self._route_index = position
+        return self.teacher_models
+
+    def _teacher_inputs(self, teacher: nn.Module, inputs: dict[str, Any], *, labels: bool) -> dict[str, Any]:
+        names, return_dict = self._forward_signature(teacher)
+        dropped = set(CACHE_COLUMNS) if labels else set(CACHE_COLUMNS) | set(self.label_names)
+        teacher_inputs = {k: v for k, v in inputs.items() if k not in dropped and (names is None or k in names)}
         if return_dict:
             teacher_inputs["return_dict"] = True
-        teacher = self._prepared_teacher()
-        # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy targets.
-        teacher.eval()
-        with torch.inference_mode():
-            out = teacher(**teacher_inputs)
-            if not isinstance(out, dict):
+        return teacher_inputs
+
+    def _teacher_forward_outputs(
+        self, teacher: nn.Module, out: Any, *, hidden_states: bool
+    ) -> dict[str, torch.Tensor]:
+        """The tensors the loss reads from a teacher's outputs: logits (or span logits), and the last hidden state."""
+        name = type(self.accelerator.unwrap_model(teacher)).__name__
+        if not isinstance(out, dict):
+            raise ValueError(
+                f"the teacher {name} returned a {type(out).__name__}, whose parts have no names; DistillationTrainer "
+                "reads `logits` (or `start_logits`/`end_logits`) and `hidden_states` by name. Return a dict or a "
+                "ModelOutput"
+            )
+        wanted = {key: out[key] for key in ("logits", "start_logits", "end_logits") if out.get(key) is not None}
+        if hidden_states:
+            if not out.get("hidden_states"):
                 raise ValueError(
-                    f"the teacher {type(self.accelerator.unwrap_model(teacher)).__name__} returned a "
-                    f"{type(out).__name__}, whose parts have no names; DistillationTrainer reads `logits` (or "
-                    "`start_logits`/`end_logits`) and `hidden_states` by name. Return a dict or a ModelOutput"
+                    f"alpha_cos > 0 needs the teacher's hidden states, but {name} returned none for "
+                    "output_hidden_states=True; set alpha_cos=0, or use a teacher whose outputs carry `hidden_states`"
                 )
-            wanted = {key: out[key] for key in ("logits", "start_logits", "end_logits") if out.get(key) is not None}
-            if hidden_states:
-                if not out.get("hidden_states"):
-                    raise ValueError(
-                        f"alpha_cos > 0 needs the teacher's hidden states, but "
-                        f"{type(self.accelerator.unwrap_model(teacher)).__name__} returned none for "
-                        "output_hidden_states=True; set alpha_cos=0, or use a teacher whose outputs carry "
-                        "`hidden_states`"
-                    )
-                wanted["hidden_states"] = out["hidden_states"][-1]
-            # One flag for all tensors: a single device sync per step. A NaN target would train the student on
-            # garbage at a plausible-looking loss (e.g. an fp16 teacher overflowing, or a corrupted teacher file).
-            finite = torch.stack([torch.isfinite(value).all() for value in wanted.values()]).all()
+            wanted["hidden_states"] = out["hidden_states"][-1]
+        return wanted
+
+    def _check_finite(self, wanted: dict[str, torch.Tensor]) -> None:
+        # One flag for all tensors: a single device sync per step. A NaN target would train the student on garbage
+        # at a plausible-looking loss (e.g. an fp16 teacher overflowing, or a corrupted teacher file).
+        finite = torch.stack([torch.isfinite(value).all() for value in wanted.values()]).all()
         if not finite.item():
             bad = [key for key, value in wanted.items() if not torch.isfinite(value).all()]
             raise ValueError(
                 f"the teacher produced NaN or inf values in {bad} at step {self.state.global_step}; check the teacher "
                 "weights and its dtype (fp16 teachers overflow: load it in bf16 or fp32)"
             )
+
+    def _teacher_outputs(self, inputs: dict[str, Any], *, hidden_states: bool) -> dict[str, torch.Tensor]:
+        """Run the frozen teacher(s) and return the tensors the loss needs, as ordinary (non-inference) tensors.
+
+        Logits are stacked on a leading teacher dimension (K teachers); the hidden state is `cos_teacher`'s.
+        """
+        teachers = self._current_teachers()
+        per_teacher: list[dict[str, torch.Tensor]] = []
+        for position, teacher in enumerate(teachers):
+            teacher = self._place_teacher(teacher)
+            wants_hidden = hidden_states and position == self.teacher_plan.cos_teacher
+            teacher_inputs = self._teacher_inputs(teacher, inputs, labels=False)
+            if wants_hidden:
+                teacher_inputs["output_hidden_states"] = True
+            # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy
+            # targets.
+            teacher.eval()
+            with torch.inference_mode(), self.accelerator.autocast():
+                out = teacher(**teacher_inputs)
+                wanted = self._teacher_forward_outputs(teacher, out, hidden_states=wants_hidden)
+                self._check_finite(wanted)
+            per_teacher.append(wanted)
         # Inference tensors cannot be saved for backward; cloning outside inference mode gives normal tensors. Only
         # the logits and the last hidden state are copied, never the whole output.
-        return {key: value.clone() for key, value in wanted.items()}
+        stacked = {
+            key: torch.stack([out[key] for out in per_teacher]).clone()
+            for key in per_teacher[0]
+            if key != "hidden_states"
+        }
+        for out in per_teacher:
+            if "hidden_states" in out:
+                stacked["hidden_states"] = out["hidden_states"].clone()
+        return stacked
+
+    def _cached_teacher_outputs(self, inputs: dict[str, Any], *, hidden_states: bool) -> dict[str, torch.Tensor]:
+        """The teacher outputs of this batch from the cached columns, in the layout of `_teacher_outputs`."""
+        outputs: dict[str, torch.Tensor] = {}
+        for key, column in OUTPUT_COLUMNS.items():
+            value = inputs.get(column)
+            if value is None or (key == "hidden_states" and not hidden_states):
+                continue
+            # Batches hold (batch, K, ...); the loss reads (K, batch, ...). Hidden states have no teacher dimension.
+            outputs[key] = value if key == "hidden_states" else value.transpose(0, 1)
+        self._check_finite(outputs)
+        return outputs
+
+    def _cotrained_teacher_outputs(
+        self, inputs: dict[str, Any], local: torch.Tensor, counts: ItemCounts, *, hidden_states: bool
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Run the co-trained teacher with gradients: its outputs (detached under isolation) and its task loss."""
+        teacher = self._place_teacher(self.teacher_model)
+        teacher.train()
+        if self._teacher_grads_step != self.state.global_step:
+            # `Trainer` zeroes the student's gradients (`model.zero_grad()`), not the optimizer's; the teacher's are
+            # zeroed here, at the first micro-batch of each optimizer step, or they would pile up over steps.
+            teacher.zero_grad(set_to_none=True)
+            self._teacher_grads_step = self.state.global_step
+        teacher_inputs = self._teacher_inputs(teacher, inputs, labels=True)
+        if hidden_states:
+            teacher_inputs["output_hidden_states"] = True
+        with self.accelerator.autocast():
+            out = teacher(**teacher_inputs)
+        wanted = self._teacher_forward_outputs(teacher, out, hidden_states=hidden_states)
+        mean = out.get("loss") if isinstance(out, dict) else None
+        if mean is None:
+            raise ValueError(
+                f"cotrain_teacher=True but the teacher {type(self._cotrained_teacher()).__name__} returned no loss "
+                f"for the batch keys {sorted(teacher_inputs)}; it learns from its own task loss, which needs labels"
+            )
+        if self.args.cotrain_isolation:
+            wanted = {key: value.detach() for key, value in wanted.items()}
+        stacked = {key: value.unsqueeze(0) if key != "hidden_states" else value for key, value in wanted.items()}
+        task = mean.nan_to_num(0.0) * 0.0 if local[1].item() == 0 else counts.share(mean * local[1], counts.labels)
+        return stacked, task
 
     def _teacher_terms(
         self,
@@ -472,15 +649,25 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         weights: dict[str, float],
         temperature: float,
     ) -> dict[str, torch.Tensor]:
-        """`L_kd`, `L_mse` and `L_cos` as shares of the accumulated batch."""
+        """`L_kd`, `L_mse` and `L_cos` as shares of the accumulated batch.
+
+        `teacher` holds logits stacked over the teachers (dimension 0); an ensemble's are combined into one target
+        per term by `hf_distill.losses.ensemble_logits`: the weighted mean of softened probabilities for `L_kd`, of
+        predictions for regression heads, and of logits for `L_mse`.
+        """
         parts: dict[str, torch.Tensor] = {}
         config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
         multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
+        student_logits = outputs.get("logits")
+        regression = (
+            isinstance(student_logits, torch.Tensor) and student_logits.dim() == 2 and student_logits.shape[-1] == 1
+        )
         for name in ("kd", "mse"):
             if name not in weights:
                 continue
-            pairs, mask, count = self._logit_pairs(outputs, teacher, inputs, counts, for_mse=name == "mse")
-            regression = pairs[0][0].shape[-1] == 1 and pairs[0][0].dim() == 2
+            kind = "mean" if name == "mse" or regression else ("sigmoid" if multi_label else "softmax")
+            target = self._ensemble_target(teacher, inputs, kind=kind, temperature=temperature)
+            pairs, mask, count = self._logit_pairs(outputs, target, inputs, counts, for_mse=name == "mse")
             total = 0.0
             for student_logits, teacher_logits in pairs:
                 if name == "mse" or regression:
@@ -509,6 +696,29 @@ class DistillationTrainer(CheckpointHooks, Trainer):
             term = cosine_loss(student_hidden, teacher["hidden_states"], mask=mask, reduction="sum")
             parts["cos"] = counts.share(term, counts.tokens)
         return parts
+
+    def _ensemble_target(
+        self, teacher: dict[str, torch.Tensor], inputs: dict[str, Any], *, kind: str, temperature: float
+    ) -> dict[str, torch.Tensor]:
+        """The teachers' logits (stacked on dimension 0) combined into one target; one teacher's are used as they are.
+
+        Span logits are distributions over positions: each teacher's padding positions are masked before the
+        mixture, so that the mixture is the mean of the teachers' distributions over the real tokens.
+        """
+        weights = torch.tensor(self.teacher_plan.weights)
+        attention_mask = inputs.get("attention_mask")
+        target = {}
+        for key, value in teacher.items():
+            if key == "hidden_states":
+                target[key] = value
+            elif value.shape[0] == 1:
+                target[key] = value[0]
+            else:
+                if key in ("start_logits", "end_logits") and kind == "softmax" and attention_mask is not None:
+                    padding = ~attention_mask.bool().unsqueeze(0)
+                    value = value.float().masked_fill(padding, torch.finfo(torch.float32).min)
+                target[key] = ensemble_logits(value, weights, temperature=temperature, kind=kind)
+        return target
 
     def _logit_pairs(
         self,
@@ -566,7 +776,10 @@ class DistillationTrainer(CheckpointHooks, Trainer):
             self._loss_parts[name] = self._loss_parts[name] + value if name in self._loss_parts else value
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the unweighted loss terms (`loss_kd`, `loss_task`, ...) to the training logs, averaged like `loss`."""
+        """Add the unweighted loss terms (`loss_kd`, `loss_task`, ...) to the training logs, averaged like `loss`, and
+        the route checkpoint teaching now (`route_checkpoint`, its index) on a teacher route."""
+        if "loss" in logs and self._teacher_route:
+            logs["route_checkpoint"] = self._route_index
         if "loss" in logs and self._loss_parts:
             steps = max(self.state.global_step - (self._loss_parts_start_step or 0), 1)
             for name, total in self._loss_parts.items():
@@ -598,4 +811,89 @@ class DistillationTrainer(CheckpointHooks, Trainer):
         self._loss_parts = {}
         self._loss_parts_start_step = None
         args, kwargs = self._with_verified_checkpoint(args, kwargs)  # `hf_distill.checkpoints.CheckpointHooks`
-        return super().train(*args, **kwargs)
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self._restore_teacher_modes()
+
+    def _restore_teacher_modes(self) -> None:
+        """Give each teacher back the train/eval mode of every module it had when it was passed in."""
+        for teacher, modes in self._teacher_modes:
+            for module, training in zip(teacher.modules(), modes):
+                module.training = training
+
+    def set_initial_training_values(self, args: TrainingArguments, dataloader: Any) -> tuple:
+        """`Trainer.set_initial_training_values`; a teacher route computes its switch steps from the run's length."""
+        values = super().set_initial_training_values(args, dataloader)
+        if self._teacher_route:
+            _, steps_per_epoch, *_, max_steps = values
+            self._route_switches = route_switches(
+                args, num_checkpoints=len(self._teacher_route), max_steps=max_steps, steps_per_epoch=steps_per_epoch
+            )
+            logger.info("Teacher route: checkpoints switch at steps %s", self._route_switches)
+        return values
+
+
+TeacherArgument = PreTrainedModel | nn.Module | str | os.PathLike | list | tuple | None
+
+
+def _load_teacher(teacher: nn.Module | str | os.PathLike, student: nn.Module) -> nn.Module:
+    """A teacher as a model: a Hub id or path is loaded with the student's Auto class (same head)."""
+    if isinstance(teacher, (str, os.PathLike)):
+        teacher = load_model(teacher, like=type(student), require_all_weights=True)
+    if not isinstance(teacher, nn.Module):
+        raise ValueError(
+            f"teacher_model must be a PreTrainedModel or a model name/path (or a list of them), got "
+            f"{type(teacher).__name__}"
+        )
+    return teacher
+
+
+def _check_teacher(teacher: nn.Module, student: nn.Module, terms: dict[str, float], name: str | None) -> None:
+    """`check_teacher_student`, with the teacher named in the error when there are several."""
+    try:
+        check_teacher_student(teacher, student, terms=terms)
+    except ValueError as error:
+        if name is None:
+            raise
+        raise ValueError(f"{name}: {error}") from None
+
+
+def _check_route_entry(entry: Any, student: nn.Module, terms: dict[str, float], position: int) -> None:
+    """Check a later route checkpoint from its configuration alone (it is loaded when its turn comes)."""
+    name = f"checkpoint {position} of the route"
+    if isinstance(entry, nn.Module):
+        _check_teacher(entry, student, terms, name)
+        return
+    if not isinstance(entry, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a model or a checkpoint path, got {type(entry).__name__}")
+    check_model_reference(entry, what=name)
+    config = AutoConfig.from_pretrained(entry)
+    student_config = getattr(student, "config", None)
+    if student_config is None:
+        return
+    for key in ("vocab_size", "num_labels") + (("hidden_size",) if "cos" in terms else ()):
+        theirs, ours = getattr(config, key, None), getattr(student_config, key, None)
+        if theirs is not None and ours is not None and theirs != ours:
+            raise ValueError(
+                f"{name} ({os.fspath(entry)}) has {key}={theirs} but the student has {key}={ours}; every checkpoint "
+                "of a route must be the same teacher at another step of its training"
+            )
+
+
+def _check_cotrained_teacher(teacher: nn.Module, *, has_model_init: bool) -> None:
+    if has_model_init:
+        raise ValueError(
+            "cotrain_teacher=True with model_init (hyperparameter search) would keep training one teacher across "
+            "trials; pass the student as model=..."
+        )
+    if not isinstance(teacher, PreTrainedModel):
+        raise ValueError(
+            f"cotrain_teacher=True needs a PreTrainedModel teacher (checkpoints save it with save_pretrained), got "
+            f"{type(teacher).__name__}"
+        )
+    if not any(p.requires_grad for p in teacher.parameters()):
+        raise ValueError(
+            "cotrain_teacher=True but every teacher parameter has requires_grad=False, so the teacher cannot learn; "
+            "call teacher.requires_grad_(True), or distil from a frozen teacher with cotrain_teacher=False"
+        )

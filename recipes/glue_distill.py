@@ -22,7 +22,7 @@ from pathlib import Path
 import transformers
 from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
 
-from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
+from hf_distill import DistillationTrainer, DistillationTrainingArguments, cache_teacher_outputs, make_student
 from hf_distill.arguments import distillation_settings
 from hf_distill.card import hub_base_model, write_report_and_card
 from hf_distill.checks import (
@@ -45,7 +45,8 @@ from hf_distill.glue import (
 from hf_distill.processes import end_processes_together
 from hf_distill.results import format_table
 from hf_distill.student import check_student_layers
-from hf_distill.teachers import load_task_model, prepare_teacher
+from hf_distill.teacher_modes import teacher_plan
+from hf_distill.teachers import evaluate_teacher, load_task_model, prepare_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,16 @@ class ModelArguments:
         default=None, metadata={"help": "Teacher layers to copy into the student, e.g. 0 2 4. Default: every other."}
     )
     student_num_layers: int | None = field(default=None, metadata={"help": "Student depth, layers spread evenly."})
+    additional_teachers: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "More teachers (Hub ids or paths): an ensemble with the teacher (--teacher_weights, "
+            "--cos_teacher), or with --teacher_route the route's earlier checkpoints, early to final."
+        },
+    )
+    cache_teacher_outputs: bool = field(
+        default=False, metadata={"help": "Run the teacher(s) once over the training set and train from the cache."}
+    )
     teacher_finetune_epochs: float = field(
         default=0.0, metadata={"help": "Fine-tune a pre-trained teacher on the task for this many epochs first."}
     )
@@ -121,6 +132,12 @@ def main() -> None:
         test_file=data_args.test_file,
         teacher_finetune_epochs=model_args.teacher_finetune_epochs,
         teacher_learning_rate=model_args.teacher_learning_rate,
+    )
+    teacher_plan(
+        training_args,
+        num_teachers=1 + len(model_args.additional_teachers or []),
+        cached=model_args.cache_teacher_outputs,
+        terms=distillation_settings(training_args)[1],
     )
     resume = plan_resume(training_args.output_dir, training_args.resume_from_checkpoint)
     task = get_task(data_args.task_name)
@@ -184,11 +201,26 @@ def main() -> None:
     if student is None:
         student = make_student(teacher, layers=model_args.student_layers, num_layers=model_args.student_num_layers)
 
+    # The teacher modes (README "Teacher modes"): an ensemble or a route of checkpoints, and cached outputs.
+    extra = [
+        load_task_model(path, task, cache_dir=model_args.cache_dir) for path in model_args.additional_teachers or []
+    ]
+    teachers = [*extra, teacher] if training_args.teacher_route else [teacher, *extra]
+    train_dataset = data["train"]
+    if model_args.cache_teacher_outputs:
+        with training_args.main_process_first(desc="caching teacher outputs"):
+            train_dataset = cache_teacher_outputs(
+                teachers,
+                train_dataset,
+                data_collator=collator,
+                batch_size=training_args.per_device_eval_batch_size,
+                hidden_states="cos" in distillation_settings(training_args)[1],
+            )
     trainer = DistillationTrainer(
         model=student,
-        teacher_model=teacher,
+        teacher_model=None if model_args.cache_teacher_outputs else teachers if len(teachers) > 1 else teacher,
         args=training_args,
-        train_dataset=data["train"],
+        train_dataset=train_dataset,
         # During training the first split alone (MNLI: matched), as in `run_glue.py`: `eval_strategy` logs
         # `eval_<metric>` and `load_best_model_at_end` finds `eval_loss`. Every split is evaluated at the end.
         eval_dataset=eval_sets[task.validation_splits[0]],
@@ -200,7 +232,13 @@ def main() -> None:
     trainer.save_model()
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()  # trainer_state.json: the log history, with every loss term
     student_metrics = evaluate_splits(trainer, eval_sets)
+    if training_args.cotrain_teacher:  # the teacher trained along: report it as it is now
+        teacher = trainer.accelerator.unwrap_model(trainer.teacher_model)
+        teacher_metrics = evaluate_teacher(
+            teacher, args=training_args, eval_sets=eval_sets, data_collator=collator, compute_metrics=compute_metrics
+        )
     trainer.log_metrics("eval", student_metrics)
     trainer.save_metrics("eval", student_metrics)
 

@@ -17,12 +17,13 @@ from transformers import (
     BertForSequenceClassification,
     BertModel,
     BertTokenizerFast,
+    DataCollatorForLanguageModeling,
     GPT2Config,
     GPT2LMHeadModel,
     TrainingArguments,
 )
 
-from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
+from hf_distill import DistillationTrainer, DistillationTrainingArguments, cache_teacher_outputs, make_student
 from hf_distill.checks import (
     check_label_order,
     check_max_seq_length,
@@ -165,6 +166,51 @@ def _tokenize(tmp_path, texts: list[str], max_seq_length: int = 32):
 
 
 # (case id, where, callable(tmp_path), literal fragment of the error message)
+def _cached(tmp_path, *, hidden_states: bool = False) -> Dataset:
+    return cache_teacher_outputs(_teacher(), random_token_dataset(16), hidden_states=hidden_states)
+
+
+def _cached_trainer(tmp_path, dataset=None, *, student=None, data_collator=pad_collate, **args):
+    return DistillationTrainer(
+        model=student if student is not None else _student(),
+        args=DistillationTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, **args),
+        train_dataset=dataset if dataset is not None else _cached(tmp_path),
+        data_collator=data_collator,
+    )
+
+
+def _case_cache_shape(tmp_path):
+    student = BertForSequenceClassification(tiny_bert_config(num_labels=2, num_hidden_layers=2))
+    _cached_trainer(tmp_path, student=student, alpha_cos=0.0)
+
+
+def _case_cache_masking_collator(tmp_path):
+    tokenizer = _word_tokenizer(tmp_path, ["a", "b"])
+    _cached_trainer(tmp_path, data_collator=DataCollatorForLanguageModeling(tokenizer), alpha_cos=0.0)
+
+
+def _case_cache_changed(tmp_path):
+    changed = _cached(tmp_path).map(lambda row: {"input_ids": row["input_ids"][:-1]})
+    _cached_trainer(tmp_path, changed, alpha_cos=0.0, max_steps=1).train()
+
+
+def _route(tmp_path, count: int = 2) -> list[str]:
+    paths = []
+    for step in range(count):
+        path = tmp_path / "route" / f"checkpoint-{step + 1}"
+        _teacher().save_pretrained(path)
+        paths.append(str(path))
+    return paths
+
+
+def _case_route_switch_late(tmp_path):
+    _trainer(tmp_path, teacher=_route(tmp_path), teacher_route=True, route_switch_steps=[50], max_steps=4).train()
+
+
+def _case_cotrain_frozen(tmp_path):
+    _trainer(tmp_path, teacher=_teacher().requires_grad_(False), cotrain_teacher=True)
+
+
 CASES = [
     ("temperature-zero", "arguments", lambda t: _args(t, temperature=0.0), "temperature must be a positive finite"),
     (
@@ -374,6 +420,78 @@ CASES = [
         "recipe --push_to_hub",
         lambda t: check_push_arguments(TrainingArguments(output_dir=str(t / "o"), push_to_hub=True, report_to="none")),
         "--push_to_hub needs --hub_model_id",
+    ),
+    (
+        "cache-and-teacher",
+        "trainer",
+        lambda t: _trainer(t, dataset=_cached(t)),
+        "unclear which to distil from",
+    ),
+    ("cache-head-mismatch", "trainer", _case_cache_shape, "teacher_logits have 3 outputs"),
+    ("cache-cos-without-hidden-states", "trainer", lambda t: _cached_trainer(t), "hidden_states=True"),
+    ("cache-masking-collator", "trainer", _case_cache_masking_collator, "masks tokens at random"),
+    ("cache-changed-after-caching", "trainer.train", _case_cache_changed, "belong to other input_ids"),
+    (
+        "ensemble-weight-count",
+        "trainer",
+        lambda t: _trainer(t, teacher=[_teacher(), _teacher()], teacher_weights=[1.0, 2.0, 3.0], alpha_cos=0.0),
+        "teacher_weights has 3 value(s) for 2 teacher(s)",
+    ),
+    (
+        "ensemble-weight-zero",
+        "arguments",
+        lambda t: _args(t, teacher_weights=[1.0, 0.0]),
+        "teacher_weights must all be finite numbers > 0",
+    ),
+    (
+        "ensemble-cos-teacher-missing",
+        "trainer",
+        lambda t: _trainer(t, teacher=[_teacher(), _teacher()]),
+        "needs the one whose hidden states L_cos follows",
+    ),
+    (
+        "ensemble-teacher-differs",
+        "trainer",
+        lambda t: _trainer(t, teacher=[_teacher(), _teacher(vocab_size=120)], alpha_cos=0.0),
+        "teacher 1: teacher vocab_size 120",
+    ),
+    (
+        "route-switches-without-route",
+        "arguments",
+        lambda t: _args(t, route_switch_steps=[100]),
+        "teacher_route is False",
+    ),
+    (
+        "route-one-checkpoint",
+        "trainer",
+        lambda t: _trainer(t, teacher=_route(t, 1), teacher_route=True),
+        "needs at least two checkpoints",
+    ),
+    ("route-switch-after-end", "trainer.train", _case_route_switch_late, "every checkpoint must teach"),
+    (
+        "route-switch-count",
+        "trainer",
+        lambda t: _trainer(t, teacher=_route(t, 2), teacher_route=True, route_switch_steps=[1, 2]),
+        "route_switch_steps has 2 value(s) for a route of 2 checkpoints",
+    ),
+    ("cotrain-frozen-teacher", "trainer", _case_cotrain_frozen, "every teacher parameter has requires_grad=False"),
+    (
+        "cotrain-with-route",
+        "arguments",
+        lambda t: _args(t, cotrain_teacher=True, teacher_route=True),
+        "cannot follow a teacher_route",
+    ),
+    (
+        "cotrain-option-without-cotrain",
+        "arguments",
+        lambda t: _args(t, cotrain_teacher_learning_rate=1e-4),
+        "cotrain_teacher is False",
+    ),
+    (
+        "cotrain-with-cache",
+        "trainer",
+        lambda t: _cached_trainer(t, cotrain_teacher=True, alpha_cos=0.0),
+        "needs live teachers",
     ),
 ]
 

@@ -655,3 +655,52 @@ def test_a_bad_resume_path_or_unresumable_checkpoints_fail_before_work(
     with pytest.raises(ValueError, match="cannot be resumed"):
         run_recipe(monkeypatch, *args, *only_model)
     assert {p: p.stat().st_mtime_ns for p in output_dir.rglob("*") if p.is_file()} == stamps
+
+
+def test_recipe_teacher_modes(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
+    """Each teacher mode must be reachable from the recipe's flags and finish with a report: cached outputs, an
+    ensemble, a route of checkpoints and co-training."""
+    base = ["--task_name", "sst2", "--glue_dir", str(glue_dir)]
+    cached = tmp_path / "cached"
+    run_recipe(monkeypatch, *base, *common_args(cached, tiny_teacher_dir), "--cache_teacher_outputs", "true")
+    assert json.loads((cached / "results.json").read_text())["student_metrics"]
+    second = str(cached / "_teacher")  # a fine-tuned teacher for the other modes
+    modes = {
+        "ensemble": ["--additional_teachers", second, "--teacher_weights", "2", "1", "--cos_teacher", "0"],
+        "ensemble-cached": ["--additional_teachers", second, "--cos_teacher", "0", "--cache_teacher_outputs", "true"],
+        "route": ["--additional_teachers", second, "--teacher_route", "true", "--logging_steps", "1"],
+        "cotrain": ["--cotrain_teacher", "true", "--cotrain_isolation", "false"],
+    }
+    for name, flags in modes.items():
+        output_dir = tmp_path / name
+        run_recipe(monkeypatch, *base, *common_args(output_dir, tiny_teacher_dir), *flags)
+        results = json.loads((output_dir / "results.json").read_text())
+        assert results["student_metrics"] and results["teacher_metrics"], name
+    history = json.loads((tmp_path / "route" / "trainer_state.json").read_text())["log_history"]
+    assert [entry["route_checkpoint"] for entry in history if "loss" in entry] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--teacher_route", "true"], "at least two checkpoints"),
+        (["--cache_teacher_outputs", "true", "--cotrain_teacher", "true"], "needs live teachers"),
+        (["--teacher_weights", "1", "2"], "2 value(s) for 1 teacher(s)"),
+    ],
+)
+def test_teacher_mode_flags_that_cannot_work_fail_before_any_work(
+    flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch
+):
+    """A contradictory teacher-mode flag found after the teacher is fine-tuned wastes that run and leaves files."""
+    output_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_recipe(
+            monkeypatch,
+            "--task_name",
+            "sst2",
+            "--glue_dir",
+            str(glue_dir),
+            *common_args(output_dir, tiny_teacher_dir),
+            *flags,
+        )
+    assert not output_dir.exists()

@@ -252,11 +252,30 @@ def test_teacher_is_frozen_isolated_and_unchanged(tiny_classifier, tmp_path):
     assert seen and all(not training and inference for training, inference in seen)
     for name, value in teacher.state_dict().items():
         assert torch.equal(value, before[name]), name
-    assert not any(p.requires_grad for p in teacher.parameters())
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert not optimized & {id(p) for p in teacher.parameters()}
     assert all(not name.startswith("teacher") for name, _ in trainer.model.named_modules())
     assert next(trainer.teacher_model.parameters()).device == next(trainer.model.parameters()).device
+
+
+def test_the_users_teacher_object_is_left_as_given(tiny_classifier, tmp_path):
+    """`requires_grad_(False)` left on the user's teacher after training made a later `copy.deepcopy(teacher)` or
+    further training of it fail with "element 0 of tensors does not require grad"; its module modes must come back
+    too."""
+    teacher = tiny_classifier
+    teacher.train()
+    teacher.bert.embeddings.eval()  # a mixed-mode model: each module's flag must come back as it was
+    modes = [m.training for m in teacher.modules()]
+    flags = [p.requires_grad for p in teacher.parameters()]
+    make_trainer(student_like(teacher), teacher, tmp_path).train()
+
+    assert [p.requires_grad for p in teacher.parameters()] == flags
+    assert [m.training for m in teacher.modules()] == modes
+    # The teacher can still be trained and copied in the same process.
+    copy.deepcopy(teacher)
+    batch = pad_collate(random_token_dataset(4).to_list())
+    teacher(**batch).loss.backward()
+    assert teacher.classifier.weight.grad is not None
 
 
 def test_checkpoint_holds_the_student_only(tiny_classifier, tmp_path):

@@ -1,0 +1,213 @@
+"""How the trainer uses its teachers: one, an ensemble, a route of checkpoints (RCO), or one trained with the student.
+
+Each mode is chosen by `teacher_model` and the teacher-mode fields of `DistillationTrainingArguments`:
+
+- one teacher (a model, Hub id or path): the default, frozen and run online at every step;
+- no teacher, and a training set holding `hf_distill.cache_teacher_outputs` columns: cached outputs;
+- a list of teachers: an ensemble, weighted by `teacher_weights`;
+- a list with `teacher_route=True`: a route of checkpoints, one in memory at a time, switched at `route_switch_steps`,
+  `route_switch_epochs`, or evenly;
+- one teacher with `cotrain_teacher=True`: co-training.
+
+This module holds their checks and the route's schedule; the loss formulas stay in `hf_distill.losses`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+TeacherMode = Literal["single", "ensemble", "route", "cotrain"]
+
+
+@dataclass(frozen=True)
+class TeacherPlan:
+    """The checked teacher settings of one run.
+
+    Attributes:
+        mode (`str`): `"single"`, `"ensemble"`, `"route"` or `"cotrain"`.
+        num_teachers (`int`): Teachers in the ensemble (1 otherwise; the route's checkpoints count as one teacher).
+        weights (`tuple[float, ...]`): The ensemble weights, normalised to sum to 1.
+        cos_teacher (`int`): The teacher whose hidden states `L_cos` follows.
+        cached (`bool`): The teachers' outputs come from cached dataset columns.
+    """
+
+    mode: TeacherMode
+    num_teachers: int = 1
+    weights: tuple[float, ...] = (1.0,)
+    cos_teacher: int = 0
+    cached: bool = False
+
+
+def _positive_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def check_teacher_mode_arguments(args: Any) -> None:
+    """Raise `ValueError` for teacher-mode arguments that contradict each other, whatever the teachers are.
+
+    Called from `DistillationTrainingArguments.__post_init__`; the checks that need the teachers are in
+    [`teacher_plan`].
+    """
+    weights = getattr(args, "teacher_weights", None)
+    if weights is not None:
+        if not isinstance(weights, (list, tuple)) or not weights:
+            raise ValueError(f"teacher_weights must be a list of numbers > 0, one per teacher, got {weights!r}")
+        bad = [w for w in weights if not _positive_number(w)]
+        if bad:
+            raise ValueError(
+                f"teacher_weights must all be finite numbers > 0, got {list(weights)}; drop a teacher instead of "
+                "giving it weight 0"
+            )
+    cos_teacher = getattr(args, "cos_teacher", None)
+    if cos_teacher is not None and (
+        isinstance(cos_teacher, bool) or not isinstance(cos_teacher, int) or cos_teacher < 0
+    ):
+        raise ValueError(f"cos_teacher must be the index (0, 1, ...) of a teacher, got {cos_teacher!r}")
+    steps = getattr(args, "route_switch_steps", None)
+    epochs = getattr(args, "route_switch_epochs", None)
+    route = getattr(args, "teacher_route", False)
+    if (steps is not None or epochs is not None) and not route:
+        raise ValueError(
+            "route_switch_steps/route_switch_epochs are set but teacher_route is False; pass teacher_route=True "
+            "(--teacher_route) with teacher_model=[checkpoint, ..., final teacher]"
+        )
+    if steps is not None and epochs is not None:
+        raise ValueError("pass route_switch_steps or route_switch_epochs, not both")
+    for name, values, kind in (("route_switch_steps", steps, int), ("route_switch_epochs", epochs, (int, float))):
+        if values is None:
+            continue
+        if (
+            not isinstance(values, (list, tuple))
+            or not values
+            or any(isinstance(v, bool) or not isinstance(v, kind) or not _positive_number(v) for v in values)
+        ):
+            raise ValueError(f"{name} must be a non-empty list of numbers > 0, got {values!r}")
+        if any(b <= a for a, b in zip(values, values[1:])):
+            raise ValueError(f"{name} must increase strictly (early checkpoint first), got {list(values)}")
+    cotrain = getattr(args, "cotrain_teacher", False)
+    if cotrain and route:
+        raise ValueError(
+            "cotrain_teacher=True trains one teacher; it cannot follow a teacher_route of checkpoints. Drop "
+            "teacher_route to co-train one teacher, or drop cotrain_teacher to follow the route"
+        )
+    rate = getattr(args, "cotrain_teacher_learning_rate", None)
+    if rate is not None:
+        if not cotrain:
+            raise ValueError(
+                "cotrain_teacher_learning_rate is set but cotrain_teacher is False; pass cotrain_teacher=True to "
+                "train the teacher with the student"
+            )
+        if not _positive_number(rate):
+            raise ValueError(f"cotrain_teacher_learning_rate must be a finite number > 0, got {rate!r}")
+    if not cotrain and getattr(args, "cotrain_isolation", True) is not True:
+        raise ValueError(
+            "cotrain_isolation=False only applies to co-training; pass cotrain_teacher=True as well, or drop it"
+        )
+
+
+def teacher_plan(args: Any, *, num_teachers: int, cached: bool, terms: set[str] | dict[str, float]) -> TeacherPlan:
+    """Check the teacher-mode arguments against the teachers given and return the run's [`TeacherPlan`].
+
+    Args:
+        args: The training arguments.
+        num_teachers (`int`): The number of teachers (or of route checkpoints, or of cached teachers).
+        cached (`bool`): The teachers' outputs come from cached columns.
+        terms: The active loss terms by name (`"kd"`, `"cos"`, ...).
+
+    Raises:
+        ValueError: For settings that do not fit the teachers, naming the value and the fix.
+    """
+    route = getattr(args, "teacher_route", False)
+    cotrain = getattr(args, "cotrain_teacher", False)
+    weights = getattr(args, "teacher_weights", None)
+    cos_teacher = getattr(args, "cos_teacher", None)
+    if cached and (route or cotrain):
+        flag = "teacher_route" if route else "cotrain_teacher"
+        raise ValueError(
+            f"{flag}=True needs live teachers, but the training set holds cached teacher outputs and teacher_model "
+            f"is None; pass the teachers as teacher_model, or set {flag}=False to train from the cache"
+        )
+    if route:
+        if num_teachers < 2:
+            raise ValueError(
+                f"teacher_route=True needs at least two checkpoints, early to final, got {num_teachers}; pass "
+                'teacher_model=["teacher/checkpoint-500", ..., "teacher"]'
+            )
+        for name in ("route_switch_steps", "route_switch_epochs"):
+            values = getattr(args, name, None)
+            if values is not None and len(values) != num_teachers - 1:
+                raise ValueError(
+                    f"{name} has {len(values)} value(s) for a route of {num_teachers} checkpoints; give one switch "
+                    f"per checkpoint after the first ({num_teachers - 1})"
+                )
+        if weights is not None or cos_teacher is not None:
+            raise ValueError(
+                "teacher_weights and cos_teacher apply to ensembles; a teacher_route uses one checkpoint at a time"
+            )
+        return TeacherPlan("route")
+    if cotrain and num_teachers != 1:
+        raise ValueError(f"cotrain_teacher=True trains one teacher with the student, got {num_teachers} teachers")
+    if weights is not None and len(weights) != num_teachers:
+        raise ValueError(
+            f"teacher_weights has {len(weights)} value(s) for {num_teachers} teacher(s); give one weight per teacher"
+        )
+    if num_teachers == 1:
+        if cos_teacher not in (None, 0):
+            raise ValueError(f"cos_teacher={cos_teacher} but there is one teacher (index 0)")
+        return TeacherPlan("cotrain" if cotrain else "single", cached=cached)
+    if cos_teacher is not None and cos_teacher >= num_teachers:
+        raise ValueError(
+            f"cos_teacher={cos_teacher} but there are {num_teachers} teachers (indices 0 to {num_teachers - 1})"
+        )
+    if "cos" in terms and cos_teacher is None:
+        raise ValueError(
+            f"alpha_cos > 0 with {num_teachers} teachers needs the one whose hidden states L_cos follows: pass "
+            "cos_teacher=<index> (e.g. 0), or set alpha_cos=0"
+        )
+    raw = list(weights) if weights is not None else [1.0] * num_teachers
+    total = float(sum(raw))
+    return TeacherPlan(
+        "ensemble",
+        num_teachers=num_teachers,
+        weights=tuple(float(w) / total for w in raw),
+        cos_teacher=cos_teacher or 0,
+        cached=cached,
+    )
+
+
+def route_switches(args: Any, *, num_checkpoints: int, max_steps: int, steps_per_epoch: int) -> list[int]:
+    """The optimizer steps at which each route checkpoint after the first takes over.
+
+    `route_switch_steps` as given; `route_switch_epochs` times the optimizer steps per epoch, rounded; or, with
+    neither, `max_steps` split evenly. Checkpoint `i` trains the steps `switches[i - 1] <= step < switches[i]`.
+
+    Raises:
+        ValueError: If a switch falls at or after the end of training, where its checkpoint would never teach.
+    """
+    steps = getattr(args, "route_switch_steps", None)
+    epochs = getattr(args, "route_switch_epochs", None)
+    if steps is not None:
+        switches = [int(s) for s in steps]
+        name = "route_switch_steps"
+    elif epochs is not None:
+        switches = [round(e * steps_per_epoch) for e in epochs]
+        name = "route_switch_epochs"
+    else:
+        switches = [round(max_steps * i / num_checkpoints) for i in range(1, num_checkpoints)]
+        name = None
+    if any(b <= a for a, b in zip([0, *switches], switches)) or switches[-1] >= max_steps:
+        given = f"{name}={list(steps if steps is not None else epochs)}" if name else "an even route"
+        raise ValueError(
+            f"{given} gives switches at steps {switches} for a run of {max_steps} optimizer steps; every checkpoint "
+            f"must teach at least one step, so each switch must lie between 1 and {max_steps - 1} and increase. "
+            "Lower the switches, or train longer"
+        )
+    return switches
+
+
+def route_position(step: int, switches: list[int]) -> int:
+    """The route checkpoint that teaches optimizer step `step` (0-based: the step being computed)."""
+    return bisect.bisect_right(switches, step)

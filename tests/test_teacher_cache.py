@@ -1,0 +1,255 @@
+"""Cached (offline) teacher outputs: equality with online distillation, the datasets cache, and refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from datasets import load_from_disk
+from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
+
+from hf_distill import DistillationTrainer, cache_teacher_outputs
+from hf_distill.teacher_cache import CACHE_COLUMNS
+
+from .conftest import pad_collate, random_token_dataset
+from .test_trainer import make_args, student_like
+
+
+def run(student, teacher, dataset, tmp_path, **overrides):
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=make_args(tmp_path, **overrides),
+        train_dataset=dataset,
+        data_collator=pad_collate,
+    )
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    return trainer, logs
+
+
+def count_forwards(model) -> list[int]:
+    calls: list[int] = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+CASES = [
+    ("tiny_classifier", "class", dict(alpha_cos=1.0)),
+    ("tiny_regressor", "float", dict(alpha_cos=0.0, alpha_mse=1.0)),
+    ("tiny_tagger", "token", dict(alpha_cos=1.0)),
+    ("tiny_qa", "span", dict(alpha_cos=0.0, alpha_mse=0.5)),
+]
+
+
+@pytest.mark.parametrize("fixture, label_kind, weights", CASES, ids=[c[0] for c in CASES])
+def test_cached_and_online_distillation_give_the_same_run(fixture, label_kind, weights, request, tmp_path):
+    """Cached outputs paired with the wrong rows, padded to the wrong side or length, or read in another layout would
+    train a different student; with dropout 0 the logged terms and the weights must match an online run."""
+    teacher = request.getfixturevalue(fixture)
+    dataset = random_token_dataset(32, seed=3, label_kind=label_kind)
+    online, online_logs = run(student_like(teacher), teacher, dataset, tmp_path / "online", **weights)
+
+    cached = cache_teacher_outputs(teacher, dataset, batch_size=7, hidden_states=weights["alpha_cos"] > 0)
+    calls = count_forwards(teacher)
+    offline, offline_logs = run(student_like(teacher), None, cached, tmp_path / "cached", **weights)
+
+    assert not calls and offline.teacher_model is None
+    assert len(offline_logs) == len(online_logs) == 4
+    keys = [key for key in online_logs[0] if key.startswith("loss")]
+    for a, b in zip(online_logs, offline_logs):
+        for key in keys:
+            assert b[key] == pytest.approx(a[key], abs=1e-5), key
+    for name, value in online.model.state_dict().items():
+        torch.testing.assert_close(offline.model.state_dict()[name], value, atol=1e-5, rtol=0, msg=name)
+
+
+def test_left_padding_collator_gets_each_rows_own_outputs(tiny_tagger, tmp_path):
+    """Token-level outputs stored unpadded must be placed where each row's tokens are, also with left padding."""
+
+    def left_pad(features):
+        batch = pad_collate(features)
+        lengths = batch["attention_mask"].sum(1)
+        for key in batch:
+            if batch[key].dim() == 2:
+                batch[key] = torch.stack([row.roll(int(row.numel() - n)) for row, n in zip(batch[key], lengths)])
+        return batch
+
+    dataset = random_token_dataset(16, seed=5, label_kind="token")
+    cached = cache_teacher_outputs(tiny_tagger, dataset, batch_size=5)  # right padding: each row's own outputs
+    trainer = DistillationTrainer(
+        model=student_like(tiny_tagger),
+        args=make_args(tmp_path, alpha_cos=0.0, max_steps=1),
+        train_dataset=cached,
+        data_collator=left_pad,
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
+    assert batch["attention_mask"][:, 0].eq(0).any(), "the collator did not pad on the left"
+    mask = batch["attention_mask"].bool()
+    with torch.no_grad():
+        expected = [tiny_tagger(input_ids=torch.tensor([dataset[i]["input_ids"]])).logits[0] for i in range(6)]
+    torch.testing.assert_close(batch["teacher_logits"][:, 0][mask], torch.cat(expected), atol=1e-5, rtol=0)
+
+
+def test_rerun_reuses_the_cache_and_changes_invalidate_it(tiny_classifier, tmp_path):
+    """Re-running the teacher on every call wastes its whole cost; reusing a cache after the teacher, the
+    tokenisation or the data changed pairs the student with stale targets."""
+    random_token_dataset(24, seed=1).save_to_disk(str(tmp_path / "data"))
+    dataset = load_from_disk(str(tmp_path / "data"))
+    calls = count_forwards(tiny_classifier)
+
+    first = cache_teacher_outputs(tiny_classifier, dataset, batch_size=8)
+    assert len(calls) == 3
+    again = cache_teacher_outputs(tiny_classifier, dataset, batch_size=8)
+    assert len(calls) == 3, "the second call ran the teacher again"
+    assert again["teacher_logits"] == first["teacher_logits"]
+    assert again.cache_files == first.cache_files
+
+    changed_teacher = tiny_classifier
+    with torch.no_grad():
+        changed_teacher.classifier.bias.add_(0.5)
+    cache_teacher_outputs(changed_teacher, dataset, batch_size=8)
+    assert len(calls) == 6, "changed teacher weights reused the old cache"
+
+    retokenised = dataset.map(lambda row: {"input_ids": [min(i + 1, 98) for i in row["input_ids"]]})
+    cache_teacher_outputs(changed_teacher, retokenised, batch_size=8)
+    assert len(calls) == 9, "changed tokenisation reused the old cache"
+
+    fewer = dataset.select(range(16))
+    cache_teacher_outputs(changed_teacher, fewer, batch_size=8)
+    assert len(calls) == 11, "changed data reused the old cache"
+
+
+def test_nothing_of_the_users_is_changed(tiny_classifier, tmp_path):
+    """Making a cached run work by mutating the user's dataset, arguments or teacher leaks into their later code."""
+    tiny_classifier.train()
+    dataset = random_token_dataset(16, seed=2)
+    cached = cache_teacher_outputs(tiny_classifier, dataset)
+    assert tiny_classifier.training and all(m.training for m in tiny_classifier.modules())
+    assert dataset.column_names == ["input_ids", "labels"]
+    columns, format_before = list(cached.column_names), dict(cached.format)
+    args = make_args(tmp_path, alpha_cos=0.0)
+    trainer = DistillationTrainer(
+        model=student_like(tiny_classifier), args=args, train_dataset=cached, data_collator=pad_collate
+    )
+    trainer.train()
+    assert args.remove_unused_columns is True
+    assert cached.column_names == columns and dict(cached.format) == format_before
+    assert trainer.data_collator.data_collator is pad_collate
+
+
+def test_ensemble_cache_matches_the_online_ensemble(tiny_classifier, tmp_path):
+    """Cached ensembles must stack the teachers in order and be weighed like the online ensemble."""
+    other = student_like(tiny_classifier, num_layers=3, seed=5)
+    dataset = random_token_dataset(16, seed=4)
+    weights = dict(alpha_cos=0.0, teacher_weights=[3.0, 1.0], max_steps=2)
+    online, online_logs = run(
+        student_like(tiny_classifier), [tiny_classifier, other], dataset, tmp_path / "a", **weights
+    )
+    cached = cache_teacher_outputs([tiny_classifier, other], dataset)
+    assert torch.tensor(cached[0]["teacher_logits"]).shape == (2, 3)
+    _, cached_logs = run(student_like(tiny_classifier), None, cached, tmp_path / "b", **weights)
+    for a, b in zip(online_logs, cached_logs):
+        assert b["loss_kd"] == pytest.approx(a["loss_kd"], abs=1e-6)
+
+
+# ---- refusals -----------------------------------------------------------------------------------------------------
+
+
+def test_cached_outputs_of_another_head_shape_are_refused(tiny_classifier, tmp_path):
+    """Cached logits of a 3-label teacher silently broadcast against, or crash deep inside, a 2-label student."""
+    cached = cache_teacher_outputs(tiny_classifier, random_token_dataset(8))
+    student = student_like(tiny_classifier)
+    student.config.num_labels = 2
+    student.classifier = torch.nn.Linear(32, 2)
+    with pytest.raises(ValueError, match=r"teacher_logits have 3 outputs .* has 2"):
+        DistillationTrainer(model=student, args=make_args(tmp_path, alpha_cos=0.0), train_dataset=cached)
+    assert not (tmp_path / "out").exists()
+
+
+def test_alpha_cos_without_cached_hidden_states_is_refused(tiny_classifier, tmp_path):
+    """L_cos with no cached hidden states would have nothing to compare with; refuse before training."""
+    cached = cache_teacher_outputs(tiny_classifier, random_token_dataset(8))
+    with pytest.raises(ValueError, match=r"hidden_states=True"):
+        DistillationTrainer(model=student_like(tiny_classifier), args=make_args(tmp_path), train_dataset=cached)
+
+
+def test_dynamic_masking_with_a_cache_is_refused(tiny_mlm, tmp_path):
+    """A collator that masks at random pairs cached outputs with inputs the teacher never saw."""
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=__import__("tokenizers").Tokenizer(
+            __import__("tokenizers").models.WordLevel({"[PAD]": 0, "[MASK]": 1, "[UNK]": 2}, unk_token="[UNK]")
+        ),
+        pad_token="[PAD]",
+        mask_token="[MASK]",
+    )
+    masking = DataCollatorForLanguageModeling(tokenizer)
+    dataset = random_token_dataset(8, label_kind="mlm")
+    with pytest.raises(ValueError, match="masks tokens at random"):
+        cache_teacher_outputs(tiny_mlm, dataset, data_collator=masking)
+    cached = cache_teacher_outputs(tiny_mlm, dataset)
+    with pytest.raises(ValueError, match="masks tokens at random"):
+        DistillationTrainer(
+            model=student_like(tiny_mlm),
+            args=make_args(tmp_path, alpha_cos=0.0),
+            train_dataset=cached,
+            data_collator=masking,
+        )
+
+    def custom_masking(features):
+        batch = pad_collate(features)
+        batch["input_ids"][:, 0] = 1
+        return batch
+
+    trainer = DistillationTrainer(
+        model=student_like(tiny_mlm),
+        args=make_args(tmp_path, alpha_cos=0.0),
+        train_dataset=cached,
+        data_collator=custom_masking,
+    )
+    with pytest.raises(ValueError, match="changed the input_ids"):
+        trainer.train()
+
+
+def test_a_dataset_changed_after_caching_is_refused(tiny_classifier, tmp_path):
+    """Re-tokenising a cached dataset keeps the old teacher columns beside the new inputs: stale targets."""
+    cached = cache_teacher_outputs(tiny_classifier, random_token_dataset(8))
+    changed = cached.map(lambda row: {"input_ids": row["input_ids"][:-1]})
+    trainer = DistillationTrainer(
+        model=student_like(tiny_classifier),
+        args=make_args(tmp_path, alpha_cos=0.0),
+        train_dataset=changed,
+        data_collator=pad_collate,
+    )
+    with pytest.raises(ValueError, match="belong to other input_ids"):
+        trainer.train()
+
+
+def test_cache_and_a_teacher_together_are_refused(tiny_classifier, tmp_path):
+    """With both, one of them would be ignored without a word."""
+    cached = cache_teacher_outputs(tiny_classifier, random_token_dataset(8))
+    with pytest.raises(ValueError, match="unclear which to distil from"):
+        DistillationTrainer(
+            model=student_like(tiny_classifier),
+            teacher_model=tiny_classifier,
+            args=make_args(tmp_path),
+            train_dataset=cached,
+        )
+    with pytest.raises(ValueError, match="already holds cached teacher outputs"):
+        cache_teacher_outputs(tiny_classifier, cached)
+    with pytest.raises(ValueError, match="needs live teachers"):
+        DistillationTrainer(
+            model=student_like(tiny_classifier),
+            args=make_args(tmp_path, alpha_cos=0.0, cotrain_teacher=True),
+            train_dataset=cached,
+        )
+
+
+def test_cache_columns_are_named_in_one_place():
+    """The trainer, the collator and the docs must agree on the column names."""
+    assert CACHE_COLUMNS == (
+        "teacher_logits",
+        "teacher_start_logits",
+        "teacher_end_logits",
+        "teacher_hidden_states",
+        "teacher_input_checksum",
+    )
