@@ -815,6 +815,10 @@ class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
             return super().train(*args, **kwargs)
         finally:
             self._restore_teacher_modes()
+            if self.teacher_plan.mode == "cotrain" and self.teacher_model is not None:
+                # `trainer.teacher_model` is the trained teacher itself, as passed in, not its DDP wrapper.
+                self.teacher_model = self.accelerator.unwrap_model(self.teacher_model)
+                self.teacher_models = [self.teacher_model]
 
     def _restore_teacher_modes(self) -> None:
         """Give each teacher back the train/eval mode of every module it had when it was passed in."""

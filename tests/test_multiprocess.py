@@ -43,23 +43,33 @@ SCRIPT = textwrap.dedent(
     from torch.nn.parallel import DistributedDataParallel
     from transformers import BertForSequenceClassification
     sys.path.insert(0, {root!r})
-    from hf_distill import DistillationTrainer, DistillationTrainingArguments, end_processes_together
+    from hf_distill import (
+        DistillationTrainer, DistillationTrainingArguments, cache_teacher_outputs, end_processes_together,
+    )
     from tests.conftest import pad_collate, random_token_dataset, tiny_bert_config
 
     def main():
-        output_dir, per_device = sys.argv[1], int(sys.argv[2])
+        output_dir, per_device, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
         torch.manual_seed(0)
         teacher = BertForSequenceClassification(tiny_bert_config(num_labels=3))
         torch.manual_seed(1)
         student = BertForSequenceClassification(tiny_bert_config(num_labels=3, num_hidden_layers=2))
+        dataset, teacher_model, extra = random_token_dataset(48, seed=3), teacher, {{}}
+        if mode == "cached":
+            dataset, teacher_model = cache_teacher_outputs(teacher, dataset, hidden_states=True), None
+        elif mode == "ensemble":
+            torch.manual_seed(2)
+            second = BertForSequenceClassification(tiny_bert_config(num_labels=3, num_hidden_layers=3))
+            teacher_model, extra = [teacher, second], dict(cos_teacher=1, teacher_weights=[2.0, 1.0])
+        elif mode == "cotrain":
+            extra = dict(cotrain_teacher=True, cotrain_isolation=False)
         args = DistillationTrainingArguments(
             output_dir=output_dir, per_device_train_batch_size=per_device, max_steps=3, logging_steps=1,
             learning_rate=1e-3, save_strategy="steps", save_steps=3, report_to="none", use_cpu=True, seed=7,
-            data_seed=7, disable_tqdm=True, dataloader_drop_last=True,
+            data_seed=7, disable_tqdm=True, dataloader_drop_last=True, **extra,
         )
         trainer = DistillationTrainer(
-            model=student, teacher_model=teacher, args=args,
-            train_dataset=random_token_dataset(48, seed=3), data_collator=pad_collate,
+            model=student, teacher_model=teacher_model, args=args, train_dataset=dataset, data_collator=pad_collate,
         )
         trainer.train()
         record = {{
@@ -68,6 +78,7 @@ SCRIPT = textwrap.dedent(
             "student_wrapped": isinstance(trainer.model_wrapped, DistributedDataParallel),
             "should_save": trainer.args.should_save,
             "weights": {{k: v.tolist() for k, v in trainer.model.state_dict().items() if "classifier" in k}},
+            "teacher_weights": {{k: v.tolist() for k, v in teacher.state_dict().items() if "classifier" in k}},
         }}
         with open(f"{{output_dir}}/record_{{trainer.args.process_index}}.json", "w") as f:
             json.dump(record, f)
@@ -78,21 +89,27 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    """Normalising each process by its own counts, wrapping the teacher in DDP, or saving from every rank gives a
-    run that differs from (or clobbers) the single-process one. Tolerance 1e-5: the only expected difference is the
+@pytest.mark.parametrize("mode", ["online", "cached", "ensemble", "cotrain"])
+def test_two_processes_match_one_process_with_the_same_global_batch(mode, tmp_path):
+    """Normalising each process by its own counts, wrapping a frozen teacher in DDP (or not wrapping a co-trained
+    one, whose gradients then differ per rank), or saving from every rank gives a run that differs from (or
+    clobbers) the single-process one; in every teacher mode. Tolerance 1e-5: the only expected difference is the
     summation order of the gradient all-reduce and of the per-shard loss sums (float32 rounding, ~1e-7 relative)."""
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(root=str(REPO_ROOT)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     single = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "one"), "8"], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, str(script), str(tmp_path / "one"), "8", mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert single.returncode == 0, single.stderr[-3000:]
     launch = [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(script), str(tmp_path / "two"), "4",
+        str(script), str(tmp_path / "two"), "4", mode,
     ]  # fmt: skip
     double = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
     assert double.returncode == 0, double.stderr[-3000:]
@@ -100,13 +117,15 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     one = json.loads((tmp_path / "one" / "record_0.json").read_text())
     rank0 = json.loads((tmp_path / "two" / "record_0.json").read_text())
     rank1 = json.loads((tmp_path / "two" / "record_1.json").read_text())
-    assert rank0["student_wrapped"] and not rank0["teacher_wrapped"] and not rank1["teacher_wrapped"]
+    assert rank0["student_wrapped"]
+    assert rank0["teacher_wrapped"] == rank1["teacher_wrapped"] == (mode == "cotrain")
     assert rank0["should_save"] and not rank1["should_save"]
     assert len(one["logs"]) == len(rank0["logs"]) == 3
     for a, b in zip(one["logs"], rank0["logs"]):
-        for key in ("loss", "loss_kd", "loss_task", "loss_cos"):
+        for key in (k for k in a if k.startswith("loss")):
             assert b[key] == pytest.approx(a[key], abs=1e-5), (a["step"], key)
-    for name, value in one["weights"].items():
-        torch.testing.assert_close(torch.tensor(rank0["weights"][name]), torch.tensor(value), atol=1e-5, rtol=0)
+    for kind in ("weights", "teacher_weights"):
+        for name, value in one[kind].items():
+            torch.testing.assert_close(torch.tensor(rank0[kind][name]), torch.tensor(value), atol=1e-5, rtol=0)
     checkpoints = sorted(p.name for p in (tmp_path / "two").iterdir() if p.name.startswith("checkpoint-"))
     assert checkpoints == ["checkpoint-3"]

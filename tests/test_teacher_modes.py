@@ -357,3 +357,36 @@ def test_gradient_accumulation_stays_exact_in_the_new_modes(tiny_classifier, mod
     for first, second in ((student_a, student_b), (teacher_a, teacher_b)):
         for name, value in first.items():
             torch.testing.assert_close(second[name], value, atol=1e-5, rtol=0, msg=name)
+
+
+def test_span_ensemble_mixes_distributions_over_real_tokens_only(tiny_qa, tmp_path):
+    """Mixing span distributions that still hold probability on padding positions teaches the student a target
+    that no teacher gave; the mixture must be of each teacher's distribution over the real tokens."""
+    second = other_teacher(tiny_qa)
+    with torch.no_grad():
+        tiny_qa.qa_outputs.weight.mul_(30)
+        second.qa_outputs.weight.mul_(-30)
+    trainer = make_trainer(
+        student_like(tiny_qa),
+        [tiny_qa, second],
+        tmp_path,
+        dataset=random_token_dataset(8, label_kind="span"),
+        alpha_cos=0.0,
+        alpha_task=0.0,
+        temperature=1.0,
+    )
+    batch = pad_collate(random_token_dataset(8, seed=4, label_kind="span").to_list())
+    assert not batch["attention_mask"].all()
+    _, parts = one_batch_loss(trainer, batch)
+    inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    padding = ~batch["attention_mask"].bool()
+    with torch.no_grad():
+        student, teachers = trainer.model(**inputs), [t(**inputs) for t in (tiny_qa, second)]
+    expected = 0.0
+    for key in ("start_logits", "end_logits"):
+        low = torch.finfo(torch.float32).min
+        mixture = sum(0.5 * F.softmax(t[key].masked_fill(padding, low), -1) for t in teachers)
+        log_q = F.log_softmax(student[key].masked_fill(padding, low), -1)
+        kl = torch.where(mixture > 0, mixture * (mixture.clamp_min(1e-30).log() - log_q), torch.zeros(()))
+        expected += kl.sum(-1).mean() / 2
+    assert parts["kd"] == pytest.approx(float(expected), rel=1e-4)
