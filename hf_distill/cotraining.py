@@ -9,7 +9,8 @@ teacher as well (no parameter isolation). Both schemes are reported for BERT-to-
 - The optimizer holds the student's parameters and then the teacher's, in groups of their own (with and without weight
   decay, as `Trainer` groups the student's), at `cotrain_teacher_learning_rate` or `learning_rate`; the scheduler
   drives both.
-- Gradient clipping (`max_grad_norm`) takes one norm over both models, as for one model.
+- Gradient clipping (`max_grad_norm`) takes one norm over both models, as for one model, and the logged `grad_norm`
+  is that joint norm.
 - Each checkpoint holds the student as the model and the teacher under `teacher/`, written before the checkpoint is
   marked complete; resuming loads both, and the optimizer state covers both.
 - `save_model` writes the student only; the trained teacher is `trainer.teacher_model` (the object passed in).
@@ -73,6 +74,13 @@ class CoTrainingHooks:
             return super()._clip_grad_norm(model)
         parameters = itertools.chain(model.parameters(), self.teacher_model.parameters())
         return self.accelerator.clip_grad_norm_(parameters, self.args.max_grad_norm)
+
+    def _get_grad_norm(self, model: nn.Module, grad_norm: Any = None) -> float:
+        """The logged `grad_norm`: the joint norm of student and teacher, whether or not it was clipped."""
+        if self._cotraining() and grad_norm is None:
+            parameters = itertools.chain(model.parameters(), self.teacher_model.parameters())
+            grad_norm = self.accelerator.clip_grad_norm_(parameters, float("inf"))
+        return super()._get_grad_norm(model, grad_norm)
 
     def _save_extra_state(self, output_dir: str) -> None:
         super()._save_extra_state(output_dir)

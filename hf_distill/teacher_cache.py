@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -192,7 +193,9 @@ def cache_teacher_outputs(
         batch_size (`int`, *optional*, defaults to 64): Examples per teacher forward pass.
         hidden_states (`bool`, *optional*, defaults to `False`): Also store the first teacher's last hidden state,
             which `alpha_cos > 0` needs.
-        cache_file_name (`str`, *optional*): Where to write the result (see above).
+        cache_file_name (`str`, *optional*): Where to write the result (see above). The cache key is added to the
+            name (`outputs.arrow` becomes `outputs-<key>.arrow`), so a changed teacher, dataset or collator never
+            reads the file another one wrote.
 
     Returns:
         `datasets.Dataset`: `dataset` with the columns listed in this module's docstring.
@@ -218,6 +221,17 @@ def cache_teacher_outputs(
         raise ValueError(
             f"cache_teacher_outputs needs tokenised examples with an `input_ids` column, got {dataset.column_names}; "
             "tokenise the dataset first (dataset.map(tokenize, batched=True))"
+        )
+    first_ids = dataset[0]["input_ids"]
+    nested = (
+        first_ids.ndim > 1
+        if isinstance(first_ids, (np.ndarray, torch.Tensor))
+        else bool(len(first_ids)) and isinstance(first_ids[0], (list, tuple, np.ndarray, torch.Tensor))
+    )
+    if nested:
+        raise ValueError(
+            "cache_teacher_outputs caches one sequence per example, but this dataset's input_ids hold several per "
+            "example (multiple choice); distil multiple-choice heads online with teacher_model=<the teacher>"
         )
     present = cached_columns(dataset.column_names)
     if present:
@@ -250,6 +264,12 @@ def cache_teacher_outputs(
             bool(hidden_states),
         ]
     )
+
+    if cache_file_name is not None:
+        # `datasets` loads whatever file sits at `cache_file_name`; the key in the name makes a changed teacher, data
+        # or collator write a new file instead of reading another teacher's outputs.
+        root, extension = os.path.splitext(os.fspath(cache_file_name))
+        cache_file_name = f"{root}-{fingerprint[:16]}{extension or '.arrow'}"
 
     def run(batch: dict[str, list]) -> dict[str, list]:
         features = [{c: batch[c][i] for c in input_columns} for i in range(len(batch["input_ids"]))]

@@ -147,6 +147,10 @@ def teacher_plan(args: Any, *, num_teachers: int, cached: bool, terms: set[str] 
             raise ValueError(
                 "teacher_weights and cos_teacher apply to ensembles; a teacher_route uses one checkpoint at a time"
             )
+        steps = getattr(args, "route_switch_steps", None)
+        max_steps = getattr(args, "max_steps", -1)
+        if steps is not None and isinstance(max_steps, int) and max_steps > 0:
+            route_switches(args, num_checkpoints=num_teachers, max_steps=max_steps, steps_per_epoch=max_steps)
         return TeacherPlan("route")
     if cotrain and num_teachers != 1:
         raise ValueError(f"cotrain_teacher=True trains one teacher with the student, got {num_teachers} teachers")
@@ -166,6 +170,11 @@ def teacher_plan(args: Any, *, num_teachers: int, cached: bool, terms: set[str] 
         raise ValueError(
             f"alpha_cos > 0 with {num_teachers} teachers needs the one whose hidden states L_cos follows: pass "
             "cos_teacher=<index> (e.g. 0), or set alpha_cos=0"
+        )
+    if cached and "cos" in terms and cos_teacher != 0:
+        raise ValueError(
+            f"cos_teacher={cos_teacher}, but cached hidden states are the first teacher's; pass cos_teacher=0, or "
+            "cache again with that teacher first in the list"
         )
     raw = list(weights) if weights is not None else [1.0] * num_teachers
     total = float(sum(raw))

@@ -20,7 +20,7 @@ from transformers import (
 )
 from transformers.utils import logging
 
-from .checks import check_label_order, has_custom_label_names
+from .checks import check_label_order, check_teacher_student, has_custom_label_names
 from .glue import GlueTask, main_metric
 from .glue.evaluation import evaluate_splits
 from .modeling import check_model_reference
@@ -396,3 +396,32 @@ def prepare_teacher(
     labels = list(next(iter(eval_sets.values()))["label"])
     warn_if_near_chance(task, metrics, labels, error=fail_on_chance, finetuned_epochs=finetune_epochs)
     return teacher, metrics, stage
+
+
+def load_additional_teachers(
+    paths: list[str] | None, task: GlueTask, teacher: PreTrainedModel, **kwargs: Any
+) -> list[PreTrainedModel]:
+    """Load a recipe's `--additional_teachers`: fine-tuned classifiers that share the teacher's vocabulary and labels.
+
+    They join the teacher in an ensemble, or precede it on a route. Each must have its trained head (a random one
+    gives random soft targets) and is checked against the teacher before the teacher is fine-tuned.
+    """
+    models = []
+    for path in paths or []:
+        model = load_task_model(path, task, require_head=True, what="additional teacher", **kwargs)
+        try:
+            check_teacher_student(model, teacher, terms=set())
+        except ValueError as error:
+            raise ValueError(f"additional teacher {path}: {error}") from None
+        models.append(model)
+    return models
+
+
+def run_teachers(teacher: Any, additional: list[Any], *, route: bool) -> list[Any]:
+    """The teachers in the order they teach: the teacher first in an ensemble, last (the final one) on a route."""
+    return [*additional, teacher] if route else [teacher, *additional]
+
+
+def describe_teachers(names: list[str], *, route: bool) -> str:
+    """One name for the card and `results.json`: `a + b` for an ensemble, `early → final` for a route."""
+    return (" → " if route else " + ").join(names)

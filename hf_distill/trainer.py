@@ -198,14 +198,15 @@ class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
         _, weights = distillation_settings(args)
         student = model if model is not None else call_student_init(model_init)
         route: list[nn.Module | str | os.PathLike] = []
+        if cache:
+            train_dataset = _with_cache_columns(train_dataset, cache)
+            if "train_dataset" in kwargs or len(trainer_args) <= 1:
+                kwargs["train_dataset"] = train_dataset
+            else:
+                trainer_args = (*trainer_args[:1], train_dataset, *trainer_args[2:])
         if teacher_model is None:
             num_cached = check_cached_dataset(train_dataset, student, terms=weights, data_collator=data_collator)
             plan = teacher_plan(args, num_teachers=num_cached, cached=True, terms=weights)
-            if plan.mode == "ensemble" and "cos" in weights and plan.cos_teacher != 0:
-                raise ValueError(
-                    f"cos_teacher={plan.cos_teacher}, but cached hidden states are the first teacher's; pass "
-                    "cos_teacher=0, or cache again with that teacher first in the list"
-                )
             teachers: list[nn.Module] = []
         else:
             given = list(teacher_model) if isinstance(teacher_model, (list, tuple)) else [teacher_model]
@@ -223,24 +224,30 @@ class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
             else:
                 teachers = [_load_teacher(t, student) for t in given]
                 for position, teacher in enumerate(teachers):
-                    _check_teacher(teacher, student, weights, f"teacher {position}" if len(teachers) > 1 else None)
+                    # Only the teacher that L_cos follows needs the student's hidden size.
+                    terms = (
+                        weights if position == plan.cos_teacher else {k: v for k, v in weights.items() if k != "cos"}
+                    )
+                    _check_teacher(teacher, student, terms, f"teacher {position}" if len(teachers) > 1 else None)
             if plan.mode == "cotrain":
-                _check_cotrained_teacher(teachers[0], has_model_init=model is None)
+                optimizers = kwargs.get("optimizers", trainer_args[8] if len(trainer_args) > 8 else (None, None))
+                _check_cotrained_teacher(teachers[0], has_model_init=model is None, optimizer=optimizers[0])
         if train_dataset is not None:
             check_dataset_not_empty(train_dataset)
             label_names = args.label_names if args.label_names is not None else find_labels(type(student))
-            if "task" in weights or plan.mode == "cotrain":
+            if "task" in weights:
                 check_dataset_has_labels(train_dataset, label_names, data_collator)
+            elif plan.mode == "cotrain":
+                try:
+                    check_dataset_has_labels(train_dataset, label_names, data_collator)
+                except ValueError:
+                    raise ValueError(
+                        f"cotrain_teacher=True needs labels: the teacher learns from its own task loss, but the "
+                        f"training set has no label column (columns: {getattr(train_dataset, 'column_names', '?')}); "
+                        "add one, or distil from a frozen teacher with cotrain_teacher=False"
+                    ) from None
         check_output_dir(args.output_dir)
         del student
-        if cache and getattr(train_dataset, "format", {}).get("type") is None:
-            # Cached outputs read as arrays, not nested Python lists (10-100x faster to batch); a new view of the
-            # user's dataset, which is left as it is.
-            formatted = train_dataset.with_format("numpy", columns=cache, output_all_columns=True)
-            if "train_dataset" in kwargs or len(trainer_args) <= 1:
-                kwargs["train_dataset"] = formatted
-            else:
-                trainer_args = (*trainer_args[:1], formatted, *trainer_args[2:])
 
         super().__init__(model, args, *trainer_args, **kwargs)
 
@@ -885,7 +892,28 @@ def _check_route_entry(entry: Any, student: nn.Module, terms: dict[str, float], 
             )
 
 
-def _check_cotrained_teacher(teacher: nn.Module, *, has_model_init: bool) -> None:
+def _with_cache_columns(dataset: Any, columns: list[str]) -> Any:
+    """A view of a cached training set whose rows carry the cache columns, read as arrays; the user's is unchanged.
+
+    Unformatted, the outputs are read as numpy arrays rather than nested Python lists (10-100x faster to batch). A
+    format that lists columns without the cache columns (`set_format("torch", columns=[...])`) would hide them from
+    the rows: they are added to it.
+    """
+    dataset_format = getattr(dataset, "format", None) or {}
+    if dataset_format.get("type") is None:
+        return dataset.with_format("numpy", columns=columns, output_all_columns=True)
+    shown = dataset_format.get("columns")
+    if shown is None or all(column in shown for column in columns):
+        return dataset
+    return dataset.with_format(
+        dataset_format["type"],
+        columns=[*shown, *(c for c in columns if c not in shown)],
+        output_all_columns=dataset_format.get("output_all_columns", False),
+        **dataset_format.get("format_kwargs", {}),
+    )
+
+
+def _check_cotrained_teacher(teacher: nn.Module, *, has_model_init: bool, optimizer: Any = None) -> None:
     if has_model_init:
         raise ValueError(
             "cotrain_teacher=True with model_init (hyperparameter search) would keep training one teacher across "
@@ -901,3 +929,11 @@ def _check_cotrained_teacher(teacher: nn.Module, *, has_model_init: bool) -> Non
             "cotrain_teacher=True but every teacher parameter has requires_grad=False, so the teacher cannot learn; "
             "call teacher.requires_grad_(True), or distil from a frozen teacher with cotrain_teacher=False"
         )
+    if optimizer is not None:
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if not all(id(p) in held for p in teacher.parameters() if p.requires_grad):
+            raise ValueError(
+                "cotrain_teacher=True but the optimizer passed in `optimizers` does not hold the teacher's "
+                "parameters; build it over both models (e.g. AdamW([*student.parameters(), *teacher.parameters()])),"
+                " or let the trainer create it"
+            )

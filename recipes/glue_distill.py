@@ -46,7 +46,14 @@ from hf_distill.processes import end_processes_together
 from hf_distill.results import format_table
 from hf_distill.student import check_student_layers
 from hf_distill.teacher_modes import teacher_plan
-from hf_distill.teachers import evaluate_teacher, load_task_model, prepare_teacher
+from hf_distill.teachers import (
+    describe_teachers,
+    evaluate_teacher,
+    load_additional_teachers,
+    load_task_model,
+    prepare_teacher,
+    run_teachers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +153,7 @@ def main() -> None:
     teacher = load_task_model(
         model_args.teacher_model_name_or_path, task, require_head=not finetune, cache_dir=model_args.cache_dir
     )
+    extra = load_additional_teachers(model_args.additional_teachers, task, teacher, cache_dir=model_args.cache_dir)
     if not model_args.student_model_name_or_path:
         check_student_layers(
             teacher.config, layers=model_args.student_layers, num_layers=model_args.student_num_layers
@@ -202,10 +210,7 @@ def main() -> None:
         student = make_student(teacher, layers=model_args.student_layers, num_layers=model_args.student_num_layers)
 
     # The teacher modes (README "Teacher modes"): an ensemble or a route of checkpoints, and cached outputs.
-    extra = [
-        load_task_model(path, task, cache_dir=model_args.cache_dir) for path in model_args.additional_teachers or []
-    ]
-    teachers = [*extra, teacher] if training_args.teacher_route else [teacher, *extra]
+    teachers = run_teachers(teacher, extra, route=training_args.teacher_route)
     train_dataset = data["train"]
     if model_args.cache_teacher_outputs:
         with training_args.main_process_first(desc="caching teacher outputs"):
@@ -234,11 +239,18 @@ def main() -> None:
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()  # trainer_state.json: the log history, with every loss term
     student_metrics = evaluate_splits(trainer, eval_sets)
-    if training_args.cotrain_teacher:  # the teacher trained along: report it as it is now
-        teacher = trainer.accelerator.unwrap_model(trainer.teacher_model)
+    teacher_name = str(teacher_dir) if finetune else model_args.teacher_model_name_or_path
+    if training_args.cotrain_teacher:  # the teacher trained along: saved, and reported as it is now
+        teacher = trainer.teacher_model
+        teacher_name = str(Path(training_args.output_dir) / "_cotrained_teacher")  # "_*" is never pushed
+        if trainer.is_world_process_zero():
+            teacher.save_pretrained(teacher_name)
+            tokenizer.save_pretrained(teacher_name)
         teacher_metrics = evaluate_teacher(
             teacher, args=training_args, eval_sets=eval_sets, data_collator=collator, compute_metrics=compute_metrics
         )
+    names = run_teachers(teacher_name, model_args.additional_teachers or [], route=training_args.teacher_route)
+    teacher_name = describe_teachers(names, route=training_args.teacher_route)
     trainer.log_metrics("eval", student_metrics)
     trainer.save_metrics("eval", student_metrics)
 
@@ -254,7 +266,7 @@ def main() -> None:
             seq_len=data_args.max_seq_length,
             latency_repeats=model_args.latency_repeats,
             training_time_s=train_result.metrics.get("train_runtime"),
-            teacher_name=str(teacher_dir) if finetune else model_args.teacher_model_name_or_path,
+            teacher_name=teacher_name,
             teacher_finetuning=teacher_stage,
             base_model=base_model,
             hub_model_id=training_args.hub_model_id,

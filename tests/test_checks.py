@@ -204,7 +204,19 @@ def _route(tmp_path, count: int = 2) -> list[str]:
 
 
 def _case_route_switch_late(tmp_path):
-    _trainer(tmp_path, teacher=_route(tmp_path), teacher_route=True, route_switch_steps=[50], max_steps=4).train()
+    _trainer(tmp_path, teacher=_route(tmp_path), teacher_route=True, route_switch_steps=[50], max_steps=4)
+
+
+def _case_cotrain_optimizer(tmp_path):
+    student = _student()
+    DistillationTrainer(
+        model=student,
+        teacher_model=_teacher(),
+        args=_args(tmp_path, cotrain_teacher=True, use_cpu=True),
+        train_dataset=random_token_dataset(16),
+        data_collator=pad_collate,
+        optimizers=(torch.optim.AdamW(student.parameters()), None),
+    )
 
 
 def _case_cotrain_frozen(tmp_path):
@@ -467,7 +479,7 @@ CASES = [
         lambda t: _trainer(t, teacher=_route(t, 1), teacher_route=True),
         "needs at least two checkpoints",
     ),
-    ("route-switch-after-end", "trainer.train", _case_route_switch_late, "every checkpoint must teach"),
+    ("route-switch-after-end", "trainer", _case_route_switch_late, "every checkpoint must teach"),
     (
         "route-switch-count",
         "trainer",
@@ -486,6 +498,34 @@ CASES = [
         "arguments",
         lambda t: _args(t, cotrain_teacher_learning_rate=1e-4),
         "cotrain_teacher is False",
+    ),
+    (
+        "cotrain-without-labels",
+        "trainer",
+        lambda t: _trainer(t, dataset=random_token_dataset(16, label_kind=None), cotrain_teacher=True, alpha_task=0.0),
+        "cotrain_teacher=True needs labels",
+    ),
+    (
+        "cotrain-optimizer-without-teacher",
+        "trainer",
+        _case_cotrain_optimizer,
+        "does not hold the teacher's parameters",
+    ),
+    (
+        "cache-multiple-choice",
+        "cache_teacher_outputs",
+        lambda t: cache_teacher_outputs(_teacher(), Dataset.from_dict({"input_ids": [[[1, 2], [3, 4]]]})),
+        "several per example (multiple choice)",
+    ),
+    (
+        "cache-cos-teacher-not-first",
+        "trainer",
+        lambda t: _cached_trainer(
+            t,
+            cache_teacher_outputs([_teacher(), _teacher()], random_token_dataset(16), hidden_states=True),
+            cos_teacher=1,
+        ),
+        "cached hidden states are the first teacher's",
     ),
     (
         "cotrain-with-cache",

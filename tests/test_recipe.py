@@ -676,6 +676,11 @@ def test_recipe_teacher_modes(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch)
         run_recipe(monkeypatch, *base, *common_args(output_dir, tiny_teacher_dir), *flags)
         results = json.loads((output_dir / "results.json").read_text())
         assert results["student_metrics"] and results["teacher_metrics"], name
+        if name.startswith("ensemble"):
+            assert second in results["teacher"], results["teacher"]
+    cotrained = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cotrain" / "_cotrained_teacher")
+    assert json.loads((tmp_path / "cotrain" / "results.json").read_text())["teacher"].endswith("_cotrained_teacher")
+    assert cotrained.config.num_hidden_layers == 4
     history = json.loads((tmp_path / "route" / "trainer_state.json").read_text())["log_history"]
     assert [entry["route_checkpoint"] for entry in history if "loss" in entry] == [0, 1]
 
@@ -686,6 +691,8 @@ def test_recipe_teacher_modes(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch)
         (["--teacher_route", "true"], "at least two checkpoints"),
         (["--cache_teacher_outputs", "true", "--cotrain_teacher", "true"], "needs live teachers"),
         (["--teacher_weights", "1", "2"], "2 value(s) for 1 teacher(s)"),
+        (["--additional_teachers", "/does/not/exist", "--cos_teacher", "0"], "does not exist"),
+        (["--additional_teachers", "TINY_BASE", "--cos_teacher", "0"], "head"),
     ],
 )
 def test_teacher_mode_flags_that_cannot_work_fail_before_any_work(
@@ -693,6 +700,7 @@ def test_teacher_mode_flags_that_cannot_work_fail_before_any_work(
 ):
     """A contradictory teacher-mode flag found after the teacher is fine-tuned wastes that run and leaves files."""
     output_dir = tmp_path / "run"
+    flags = [str(tiny_teacher_dir) if flag == "TINY_BASE" else flag for flag in flags]  # a base model: no head
     with pytest.raises(ValueError, match=re.escape(message)):
         run_recipe(
             monkeypatch,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
 
 from hf_distill import DistillationTrainer, cache_teacher_outputs
@@ -25,6 +25,12 @@ def run(student, teacher, dataset, tmp_path, **overrides):
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     return trainer, logs
+
+
+def train_without_cos(student, cached, tmp_path, data_collator) -> None:
+    DistillationTrainer(
+        model=student, args=make_args(tmp_path, alpha_cos=0.0), train_dataset=cached, data_collator=data_collator
+    ).train()
 
 
 def count_forwards(model) -> list[int]:
@@ -200,28 +206,16 @@ def test_dynamic_masking_with_a_cache_is_refused(tiny_mlm, tmp_path):
         batch["input_ids"][:, 0] = 1
         return batch
 
-    trainer = DistillationTrainer(
-        model=student_like(tiny_mlm),
-        args=make_args(tmp_path, alpha_cos=0.0),
-        train_dataset=cached,
-        data_collator=custom_masking,
-    )
     with pytest.raises(ValueError, match="changed the input_ids"):
-        trainer.train()
+        train_without_cos(student_like(tiny_mlm), cached, tmp_path, custom_masking)
 
 
 def test_a_dataset_changed_after_caching_is_refused(tiny_classifier, tmp_path):
     """Re-tokenising a cached dataset keeps the old teacher columns beside the new inputs: stale targets."""
     cached = cache_teacher_outputs(tiny_classifier, random_token_dataset(8))
     changed = cached.map(lambda row: {"input_ids": row["input_ids"][:-1]})
-    trainer = DistillationTrainer(
-        model=student_like(tiny_classifier),
-        args=make_args(tmp_path, alpha_cos=0.0),
-        train_dataset=changed,
-        data_collator=pad_collate,
-    )
     with pytest.raises(ValueError, match="belong to other input_ids"):
-        trainer.train()
+        train_without_cos(student_like(tiny_classifier), changed, tmp_path, pad_collate)
 
 
 def test_cache_and_a_teacher_together_are_refused(tiny_classifier, tmp_path):
@@ -253,3 +247,42 @@ def test_cache_columns_are_named_in_one_place():
         "teacher_hidden_states",
         "teacher_input_checksum",
     )
+
+
+def test_a_named_cache_file_is_never_read_for_another_teacher(tiny_classifier, tmp_path):
+    """`datasets` loads whatever file sits at `cache_file_name`: a second teacher got the first one's outputs."""
+    dataset = random_token_dataset(8)
+    path = str(tmp_path / "outputs.arrow")
+    first = cache_teacher_outputs(tiny_classifier, dataset, cache_file_name=path)
+    other = student_like(tiny_classifier, num_layers=3, seed=5)
+    second = cache_teacher_outputs(other, dataset, cache_file_name=path)
+    assert first["teacher_logits"] != second["teacher_logits"]
+    calls = count_forwards(tiny_classifier)
+    again = cache_teacher_outputs(tiny_classifier, dataset, cache_file_name=path)
+    assert not calls and again["teacher_logits"] == first["teacher_logits"]
+
+
+def test_multiple_choice_datasets_are_refused_before_the_teacher_runs(tiny_classifier):
+    """Several sequences per example cannot be stored per token; the old error blamed the collator for masking."""
+    nested = Dataset.from_dict({"input_ids": [[[1, 2, 3], [4, 5, 6]]], "labels": [0]})
+    with pytest.raises(ValueError, match="multiple choice"):
+        cache_teacher_outputs(tiny_classifier, nested)
+
+
+def test_a_format_that_hides_the_cache_columns_still_trains(tiny_classifier, tmp_path):
+    """`set_format(columns=[...])` without the cache columns hid them from the rows: a bare KeyError."""
+    cached = cache_teacher_outputs(tiny_classifier, random_token_dataset(16))
+    cached.set_format("torch", columns=["input_ids", "labels"])
+    trainer, logs = run(student_like(tiny_classifier), None, cached, tmp_path, alpha_cos=0.0, max_steps=2)
+    assert len(logs) == 2 and all("loss_kd" in entry for entry in logs)
+    assert cached.format["columns"] == ["input_ids", "labels"]  # the user's dataset keeps its format
+
+
+def test_cached_ensemble_hidden_states_belong_to_the_first_teacher(tiny_classifier, tmp_path):
+    """L_cos on cached hidden states of teacher 0 while cos_teacher names teacher 1 follows the wrong teacher."""
+    other = student_like(tiny_classifier, num_layers=3, seed=5)
+    cached = cache_teacher_outputs([tiny_classifier, other], random_token_dataset(8), hidden_states=True)
+    with pytest.raises(ValueError, match="cached hidden states are the first teacher's"):
+        DistillationTrainer(
+            model=student_like(tiny_classifier), args=make_args(tmp_path, cos_teacher=1), train_dataset=cached
+        )

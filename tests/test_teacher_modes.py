@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
 
+from hf_distill import DistillationTrainer
 from hf_distill.cotraining import TEACHER_DIR
 from hf_distill.losses import ensemble_logits, kd_loss
 
@@ -390,3 +391,59 @@ def test_span_ensemble_mixes_distributions_over_real_tokens_only(tiny_qa, tmp_pa
         kl = torch.where(mixture > 0, mixture * (mixture.clamp_min(1e-30).log() - log_q), torch.zeros(()))
         expected += kl.sum(-1).mean() / 2
     assert parts["kd"] == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_only_the_cos_teacher_needs_the_students_hidden_size(tiny_classifier, tmp_path):
+    """A wider second teacher was refused for L_cos although L_cos follows only cos_teacher."""
+    wide = type(tiny_classifier)(
+        tiny_classifier.config.__class__(**{**tiny_classifier.config.to_dict(), "hidden_size": 48})
+    )
+    trainer = make_trainer(
+        student_like(tiny_classifier), [tiny_classifier, wide], tmp_path, cos_teacher=0, max_steps=1
+    )
+    assert [e for e in train_logs(trainer) if "loss_cos" in e]
+    with pytest.raises(ValueError, match="teacher 1: alpha_cos > 0 needs equal hidden sizes"):
+        make_trainer(student_like(tiny_classifier), [tiny_classifier, wide], tmp_path, cos_teacher=1)
+
+
+def test_cotraining_refusals_name_the_real_cause(tiny_classifier, tmp_path):
+    """Co-training without labels was blamed on alpha_task; a user optimizer without the teacher failed only in
+    train(), after the output directory existed."""
+    unlabelled = random_token_dataset(8).remove_columns("labels")
+    with pytest.raises(ValueError, match="cotrain_teacher=True needs labels"):
+        make_trainer(
+            student_like(tiny_classifier),
+            tiny_classifier,
+            tmp_path,
+            dataset=unlabelled,
+            cotrain_teacher=True,
+            alpha_task=0.0,
+        )
+    student = student_like(tiny_classifier)
+    with pytest.raises(ValueError, match="does not hold the teacher's parameters"):
+        DistillationTrainer(
+            model=student,
+            teacher_model=tiny_classifier,
+            args=make_args(tmp_path, cotrain_teacher=True),
+            train_dataset=random_token_dataset(8),
+            data_collator=pad_collate,
+            optimizers=(torch.optim.AdamW(student.parameters()), None),
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_cotraining_logs_the_joint_gradient_norm(tiny_classifier, tmp_path):
+    """The logged grad_norm was the joint norm when clipping and the student's alone without it."""
+    norms = {}
+    for clip in (0.0, 1e6):
+        teacher = copy.deepcopy(tiny_classifier)
+        trainer = make_trainer(
+            student_like(tiny_classifier),
+            teacher,
+            tmp_path / str(clip),
+            cotrain_teacher=True,
+            max_grad_norm=clip,
+            max_steps=1,
+        )
+        norms[clip] = train_logs(trainer)[0]["grad_norm"]
+    assert norms[0.0] == pytest.approx(norms[1e6], rel=1e-5)
