@@ -450,3 +450,24 @@ def check_cached_dataset(
                 f"{size}; set alpha_cos=0 or use a student with the teacher's hidden size"
             )
     return num_teachers
+
+
+def with_cache_columns(dataset: Any, columns: list[str]) -> Any:
+    """A view of a cached training set whose rows carry the cache columns, read as arrays; the user's is unchanged.
+
+    Unformatted, the outputs are read as numpy arrays rather than nested Python lists (10-100x faster to batch). A
+    format that lists columns without the cache columns (`set_format("torch", columns=[...])`) would hide them from
+    the rows: they are added to it.
+    """
+    dataset_format = getattr(dataset, "format", None) or {}
+    if dataset_format.get("type") is None:
+        return dataset.with_format("numpy", columns=columns, output_all_columns=True)
+    shown = dataset_format.get("columns")
+    if shown is None or all(column in shown for column in columns):
+        return dataset
+    return dataset.with_format(
+        dataset_format["type"],
+        columns=[*shown, *(c for c in columns if c not in shown)],
+        output_all_columns=dataset_format.get("output_all_columns", False),
+        **dataset_format.get("format_kwargs", {}),
+    )

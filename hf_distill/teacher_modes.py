@@ -16,8 +16,15 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from torch import nn
+from transformers import AutoConfig, PreTrainedModel
+
+from .checks import check_teacher_student
+from .modeling import check_model_reference, load_model
 
 TeacherMode = Literal["single", "ensemble", "route", "cotrain"]
 
@@ -220,3 +227,76 @@ def route_switches(args: Any, *, num_checkpoints: int, max_steps: int, steps_per
 def route_position(step: int, switches: list[int]) -> int:
     """The route checkpoint that teaches optimizer step `step` (0-based: the step being computed)."""
     return bisect.bisect_right(switches, step)
+
+
+TeacherArgument = PreTrainedModel | nn.Module | str | os.PathLike | list | tuple | None
+
+
+def load_teacher(teacher: nn.Module | str | os.PathLike, student: nn.Module) -> nn.Module:
+    """A teacher as a model: a Hub id or path is loaded with the student's Auto class (same head)."""
+    if isinstance(teacher, (str, os.PathLike)):
+        teacher = load_model(teacher, like=type(student), require_all_weights=True)
+    if not isinstance(teacher, nn.Module):
+        raise ValueError(
+            f"teacher_model must be a PreTrainedModel or a model name/path (or a list of them), got "
+            f"{type(teacher).__name__}"
+        )
+    return teacher
+
+
+def check_teacher(teacher: nn.Module, student: nn.Module, terms: dict[str, float], name: str | None) -> None:
+    """`check_teacher_student`, with the teacher named in the error when there are several."""
+    try:
+        check_teacher_student(teacher, student, terms=terms)
+    except ValueError as error:
+        if name is None:
+            raise
+        raise ValueError(f"{name}: {error}") from None
+
+
+def check_route_entry(entry: Any, student: nn.Module, terms: dict[str, float], position: int) -> None:
+    """Check a later route checkpoint from its configuration alone (it is loaded when its turn comes)."""
+    name = f"checkpoint {position} of the route"
+    if isinstance(entry, nn.Module):
+        check_teacher(entry, student, terms, name)
+        return
+    if not isinstance(entry, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a model or a checkpoint path, got {type(entry).__name__}")
+    check_model_reference(entry, what=name)
+    config = AutoConfig.from_pretrained(entry)
+    student_config = getattr(student, "config", None)
+    if student_config is None:
+        return
+    for key in ("vocab_size", "num_labels") + (("hidden_size",) if "cos" in terms else ()):
+        theirs, ours = getattr(config, key, None), getattr(student_config, key, None)
+        if theirs is not None and ours is not None and theirs != ours:
+            raise ValueError(
+                f"{name} ({os.fspath(entry)}) has {key}={theirs} but the student has {key}={ours}; every checkpoint "
+                "of a route must be the same teacher at another step of its training"
+            )
+
+
+def check_cotrained_teacher(teacher: nn.Module, *, has_model_init: bool, optimizer: Any = None) -> None:
+    if has_model_init:
+        raise ValueError(
+            "cotrain_teacher=True with model_init (hyperparameter search) would keep training one teacher across "
+            "trials; pass the student as model=..."
+        )
+    if not isinstance(teacher, PreTrainedModel):
+        raise ValueError(
+            f"cotrain_teacher=True needs a PreTrainedModel teacher (checkpoints save it with save_pretrained), got "
+            f"{type(teacher).__name__}"
+        )
+    if not any(p.requires_grad for p in teacher.parameters()):
+        raise ValueError(
+            "cotrain_teacher=True but every teacher parameter has requires_grad=False, so the teacher cannot learn; "
+            "call teacher.requires_grad_(True), or distil from a frozen teacher with cotrain_teacher=False"
+        )
+    if optimizer is not None:
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if not all(id(p) in held for p in teacher.parameters() if p.requires_grad):
+            raise ValueError(
+                "cotrain_teacher=True but the optimizer passed in `optimizers` does not hold the teacher's "
+                "parameters; build it over both models (e.g. AdamW([*student.parameters(), *teacher.parameters()])),"
+                " or let the trainer create it"
+            )

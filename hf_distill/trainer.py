@@ -20,24 +20,33 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, PreTrainedModel, Trainer, TrainingArguments
+from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.utils import find_labels, logging
 
 from .arguments import DistillationTrainingArguments, distillation_settings
 from .card import is_distillation_card
 from .checkpoints import CheckpointHooks
-from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir, check_teacher_student
+from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir
 from .cotraining import CoTrainingHooks
-from .losses import binary_kd_loss, cosine_loss, ensemble_logits, kd_loss, mse_loss
-from .modeling import call_student_init, check_model_reference, forward_input_names, load_model, takes_return_dict
+from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
+from .modeling import call_student_init, forward_input_names, takes_return_dict
 from .teacher_cache import (
     CACHE_COLUMNS,
-    OUTPUT_COLUMNS,
     CachedOutputsCollator,
     cached_columns,
     check_cached_dataset,
+    with_cache_columns,
 )
-from .teacher_modes import TeacherPlan, route_position, route_switches, teacher_plan
+from .teacher_modes import (
+    TeacherArgument,
+    TeacherPlan,
+    check_cotrained_teacher,
+    check_route_entry,
+    check_teacher,
+    load_teacher,
+    teacher_plan,
+)
+from .teacher_outputs import TeacherOutputs
 
 logger = logging.get_logger(__name__)
 
@@ -108,7 +117,7 @@ def count_items(batch: dict[str, Any], label_names: list[str]) -> torch.Tensor:
     return torch.stack([examples, label_items.to(device), tokens.to(device)])
 
 
-class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
+class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trainer):
     """A `Trainer` that distils `teacher_model` into `model` (the student).
 
     Use it exactly like `Trainer`, adding `teacher_model`:
@@ -140,17 +149,24 @@ class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
     Each active term is logged on its own in `state.log_history` as `loss_kd`, `loss_task`, `loss_cos` and
     `loss_mse` (unweighted), next to `loss` (the weighted sum). Terms with weight 0 are neither computed nor logged.
 
-    The teacher is frozen (`requires_grad=False`), run in eval mode under `torch.inference_mode()` inside the same
-    mixed-precision context as the student, placed on the student's device by Accelerate, and kept out of the
-    student's module tree, the optimizer and every checkpoint. `evaluate()` and `predict()` do not run it: their
-    `eval_loss` is the student's own task loss.
+    The teacher is frozen: kept out of the optimizer, run in eval mode under `torch.inference_mode()` inside the
+    student's mixed-precision context (`accelerator.autocast()`), moved to the student's device, and kept out of the
+    student's module tree and every checkpoint. The user's teacher object is otherwise left as given: no
+    `requires_grad` flag is set on it, and its modules' train/eval modes are restored after `train()`. `evaluate()`
+    and `predict()` do not run it: their `eval_loss` is the student's own task loss.
+
+    Teacher modes (`hf_distill.teacher_modes`, README "Teacher modes"): a list of teachers is an ensemble
+    (`teacher_weights`, `cos_teacher`), or with `teacher_route=True` a route of checkpoints; `teacher_model=None`
+    trains from a dataset made by `hf_distill.cache_teacher_outputs`; `cotrain_teacher=True` trains the teacher too
+    (`hf_distill.cotraining`).
 
     Args:
         model (`PreTrainedModel`): The student.
         args (`TrainingArguments`, *optional*):
             Usually [`DistillationTrainingArguments`]. Plain `TrainingArguments` get its distillation defaults.
-        teacher_model (`PreTrainedModel` or `str`):
-            The teacher, or a Hub id or local path loaded with the student's Auto class (same head).
+        teacher_model (`PreTrainedModel`, `str`, a list of them, or `None`):
+            The teacher, or a Hub id or local path loaded with the student's Auto class (same head); a list for an
+            ensemble or a route; `None` with a training set of cached teacher outputs.
         *trainer_args, **kwargs: Every other `Trainer` argument, unchanged.
 
     Raises:
@@ -199,7 +215,7 @@ class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
         student = model if model is not None else call_student_init(model_init)
         route: list[nn.Module | str | os.PathLike] = []
         if cache:
-            train_dataset = _with_cache_columns(train_dataset, cache)
+            train_dataset = with_cache_columns(train_dataset, cache)
             if "train_dataset" in kwargs or len(trainer_args) <= 1:
                 kwargs["train_dataset"] = train_dataset
             else:
@@ -217,21 +233,21 @@ class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
                 route = given
                 # The first checkpoint is loaded now (its forward signature decides the dataset columns); the others
                 # are checked from their configurations and loaded one at a time when their turn comes.
-                teachers = [_load_teacher(given[0], student)]
-                _check_teacher(teachers[0], student, weights, "checkpoint 0 of the route")
+                teachers = [load_teacher(given[0], student)]
+                check_teacher(teachers[0], student, weights, "checkpoint 0 of the route")
                 for position, entry in enumerate(given[1:], start=1):
-                    _check_route_entry(entry, student, weights, position)
+                    check_route_entry(entry, student, weights, position)
             else:
-                teachers = [_load_teacher(t, student) for t in given]
+                teachers = [load_teacher(t, student) for t in given]
                 for position, teacher in enumerate(teachers):
                     # Only the teacher that L_cos follows needs the student's hidden size.
                     terms = (
                         weights if position == plan.cos_teacher else {k: v for k, v in weights.items() if k != "cos"}
                     )
-                    _check_teacher(teacher, student, terms, f"teacher {position}" if len(teachers) > 1 else None)
+                    check_teacher(teacher, student, terms, f"teacher {position}" if len(teachers) > 1 else None)
             if plan.mode == "cotrain":
                 optimizers = kwargs.get("optimizers", trainer_args[8] if len(trainer_args) > 8 else (None, None))
-                _check_cotrained_teacher(teachers[0], has_model_init=model is None, optimizer=optimizers[0])
+                check_cotrained_teacher(teachers[0], has_model_init=model is None, optimizer=optimizers[0])
         if train_dataset is not None:
             check_dataset_not_empty(train_dataset)
             label_names = args.label_names if args.label_names is not None else find_labels(type(student))
@@ -282,7 +298,7 @@ class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
         model = super().call_model_init(trial)
         for position, teacher in enumerate(getattr(self, "teacher_models", [])):
             name = f"teacher {position}" if len(self.teacher_models) > 1 else None
-            _check_teacher(self.accelerator.unwrap_model(teacher), model, self.loss_weights, name)
+            check_teacher(self.accelerator.unwrap_model(teacher), model, self.loss_weights, name)
         return model
 
     @property
@@ -484,168 +500,6 @@ class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
             return mean.nan_to_num(0.0) * 0.0
         return counts.share(mean * local_items, counts.labels)
 
-    def _place_teacher(self, teacher: nn.Module) -> nn.Module:
-        """Move a teacher to the student's device, once per teacher.
-
-        A frozen teacher is only moved: no DDP wrapping, as it never receives gradients, and no forward wrapper on the
-        user's object; its forward runs under `accelerator.autocast()` instead, the student's mixed precision. A
-        co-trained teacher is prepared like a model in training (DDP across processes), as its gradients must be
-        synchronised.
-        """
-        if self.teacher_plan.mode == "cotrain":
-            if id(teacher) not in self._placed_teachers:
-                teacher = self.accelerator.prepare_model(teacher)
-                self.teacher_model = teacher
-                self.teacher_models = [teacher]
-                self._placed_teachers.add(id(teacher))
-            return teacher
-        if id(teacher) not in self._placed_teachers:
-            teacher.to(self.accelerator.device)
-            self._placed_teachers.add(id(teacher))
-        return teacher
-
-    def _current_teachers(self) -> list[nn.Module]:
-        """The teachers of this step: the ensemble (or the one teacher), or the route checkpoint due at this step."""
-        if not self._teacher_route:
-            return self.teacher_models
-        if self._route_switches is None:
-            raise ValueError("the teacher route has no schedule yet: DistillationTrainer.train() computes it")
-        position = route_position(self.state.global_step, self._route_switches)
-        if position != self._route_index or self.teacher_model is None:
-            entry = self._teacher_route[position]
-            logger.info(
-                "Teacher route: checkpoint %d of %d (%s) teaches from step %d",
-                position,
-                len(self._teacher_route) - 1,
-                entry if isinstance(entry, (str, os.PathLike)) else type(entry).__name__,
-                self.state.global_step,
-            )
-            # Only one route checkpoint is held at a time: the previous one is released before the next is loaded.
-            self._restore_teacher_modes()
-            self.teacher_model = None
-            self.teacher_models = []
-            student = self.accelerator.unwrap_model(self.model)
-            teacher = _load_teacher(entry, student)
-            self.teacher_model = teacher
-            self.teacher_models = [teacher]
-            self._teacher_modes = [(teacher, [m.training for m in teacher.modules()])]
-            self._route_index = position
-        return self.teacher_models
-
-    def _teacher_inputs(self, teacher: nn.Module, inputs: dict[str, Any], *, labels: bool) -> dict[str, Any]:
-        names, return_dict = self._forward_signature(teacher)
-        dropped = set(CACHE_COLUMNS) if labels else set(CACHE_COLUMNS) | set(self.label_names)
-        teacher_inputs = {k: v for k, v in inputs.items() if k not in dropped and (names is None or k in names)}
-        if return_dict:
-            teacher_inputs["return_dict"] = True
-        return teacher_inputs
-
-    def _teacher_forward_outputs(
-        self, teacher: nn.Module, out: Any, *, hidden_states: bool
-    ) -> dict[str, torch.Tensor]:
-        """The tensors the loss reads from a teacher's outputs: logits (or span logits), and the last hidden state."""
-        name = type(self.accelerator.unwrap_model(teacher)).__name__
-        if not isinstance(out, dict):
-            raise ValueError(
-                f"the teacher {name} returned a {type(out).__name__}, whose parts have no names; DistillationTrainer "
-                "reads `logits` (or `start_logits`/`end_logits`) and `hidden_states` by name. Return a dict or a "
-                "ModelOutput"
-            )
-        wanted = {key: out[key] for key in ("logits", "start_logits", "end_logits") if out.get(key) is not None}
-        if hidden_states:
-            if not out.get("hidden_states"):
-                raise ValueError(
-                    f"alpha_cos > 0 needs the teacher's hidden states, but {name} returned none for "
-                    "output_hidden_states=True; set alpha_cos=0, or use a teacher whose outputs carry `hidden_states`"
-                )
-            wanted["hidden_states"] = out["hidden_states"][-1]
-        return wanted
-
-    def _check_finite(self, wanted: dict[str, torch.Tensor]) -> None:
-        # One flag for all tensors: a single device sync per step. A NaN target would train the student on garbage
-        # at a plausible-looking loss (e.g. an fp16 teacher overflowing, or a corrupted teacher file).
-        finite = torch.stack([torch.isfinite(value).all() for value in wanted.values()]).all()
-        if not finite.item():
-            bad = [key for key, value in wanted.items() if not torch.isfinite(value).all()]
-            raise ValueError(
-                f"the teacher produced NaN or inf values in {bad} at step {self.state.global_step}; check the teacher "
-                "weights and its dtype (fp16 teachers overflow: load it in bf16 or fp32)"
-            )
-
-    def _teacher_outputs(self, inputs: dict[str, Any], *, hidden_states: bool) -> dict[str, torch.Tensor]:
-        """Run the frozen teacher(s) and return the tensors the loss needs, as ordinary (non-inference) tensors.
-
-        Logits are stacked on a leading teacher dimension (K teachers); the hidden state is `cos_teacher`'s.
-        """
-        teachers = self._current_teachers()
-        per_teacher: list[dict[str, torch.Tensor]] = []
-        for position, teacher in enumerate(teachers):
-            teacher = self._place_teacher(teacher)
-            wants_hidden = hidden_states and position == self.teacher_plan.cos_teacher
-            teacher_inputs = self._teacher_inputs(teacher, inputs, labels=False)
-            if wants_hidden:
-                teacher_inputs["output_hidden_states"] = True
-            # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy
-            # targets.
-            teacher.eval()
-            with torch.inference_mode(), self.accelerator.autocast():
-                out = teacher(**teacher_inputs)
-                wanted = self._teacher_forward_outputs(teacher, out, hidden_states=wants_hidden)
-                self._check_finite(wanted)
-            per_teacher.append(wanted)
-        # Inference tensors cannot be saved for backward; cloning outside inference mode gives normal tensors. Only
-        # the logits and the last hidden state are copied, never the whole output.
-        stacked = {
-            key: torch.stack([out[key] for out in per_teacher]).clone()
-            for key in per_teacher[0]
-            if key != "hidden_states"
-        }
-        for out in per_teacher:
-            if "hidden_states" in out:
-                stacked["hidden_states"] = out["hidden_states"].clone()
-        return stacked
-
-    def _cached_teacher_outputs(self, inputs: dict[str, Any], *, hidden_states: bool) -> dict[str, torch.Tensor]:
-        """The teacher outputs of this batch from the cached columns, in the layout of `_teacher_outputs`."""
-        outputs: dict[str, torch.Tensor] = {}
-        for key, column in OUTPUT_COLUMNS.items():
-            value = inputs.get(column)
-            if value is None or (key == "hidden_states" and not hidden_states):
-                continue
-            # Batches hold (batch, K, ...); the loss reads (K, batch, ...). Hidden states have no teacher dimension.
-            outputs[key] = value if key == "hidden_states" else value.transpose(0, 1)
-        self._check_finite(outputs)
-        return outputs
-
-    def _cotrained_teacher_outputs(
-        self, inputs: dict[str, Any], local: torch.Tensor, counts: ItemCounts, *, hidden_states: bool
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Run the co-trained teacher with gradients: its outputs (detached under isolation) and its task loss."""
-        teacher = self._place_teacher(self.teacher_model)
-        teacher.train()
-        if self._teacher_grads_step != self.state.global_step:
-            # `Trainer` zeroes the student's gradients (`model.zero_grad()`), not the optimizer's; the teacher's are
-            # zeroed here, at the first micro-batch of each optimizer step, or they would pile up over steps.
-            teacher.zero_grad(set_to_none=True)
-            self._teacher_grads_step = self.state.global_step
-        teacher_inputs = self._teacher_inputs(teacher, inputs, labels=True)
-        if hidden_states:
-            teacher_inputs["output_hidden_states"] = True
-        with self.accelerator.autocast():
-            out = teacher(**teacher_inputs)
-        wanted = self._teacher_forward_outputs(teacher, out, hidden_states=hidden_states)
-        mean = out.get("loss") if isinstance(out, dict) else None
-        if mean is None:
-            raise ValueError(
-                f"cotrain_teacher=True but the teacher {type(self._cotrained_teacher()).__name__} returned no loss "
-                f"for the batch keys {sorted(teacher_inputs)}; it learns from its own task loss, which needs labels"
-            )
-        if self.args.cotrain_isolation:
-            wanted = {key: value.detach() for key, value in wanted.items()}
-        stacked = {key: value.unsqueeze(0) if key != "hidden_states" else value for key, value in wanted.items()}
-        task = mean.nan_to_num(0.0) * 0.0 if local[1].item() == 0 else counts.share(mean * local[1], counts.labels)
-        return stacked, task
-
     def _teacher_terms(
         self,
         outputs: Any,
@@ -703,29 +557,6 @@ class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
             term = cosine_loss(student_hidden, teacher["hidden_states"], mask=mask, reduction="sum")
             parts["cos"] = counts.share(term, counts.tokens)
         return parts
-
-    def _ensemble_target(
-        self, teacher: dict[str, torch.Tensor], inputs: dict[str, Any], *, kind: str, temperature: float
-    ) -> dict[str, torch.Tensor]:
-        """The teachers' logits (stacked on dimension 0) combined into one target; one teacher's are used as they are.
-
-        Span logits are distributions over positions: each teacher's padding positions are masked before the
-        mixture, so that the mixture is the mean of the teachers' distributions over the real tokens.
-        """
-        weights = torch.tensor(self.teacher_plan.weights)
-        attention_mask = inputs.get("attention_mask")
-        target = {}
-        for key, value in teacher.items():
-            if key == "hidden_states":
-                target[key] = value
-            elif value.shape[0] == 1:
-                target[key] = value[0]
-            else:
-                if key in ("start_logits", "end_logits") and kind == "softmax" and attention_mask is not None:
-                    padding = ~attention_mask.bool().unsqueeze(0)
-                    value = value.float().masked_fill(padding, torch.finfo(torch.float32).min)
-                target[key] = ensemble_logits(value, weights, temperature=temperature, kind=kind)
-        return target
 
     def _logit_pairs(
         self,
@@ -826,114 +657,3 @@ class DistillationTrainer(CoTrainingHooks, CheckpointHooks, Trainer):
                 # `trainer.teacher_model` is the trained teacher itself, as passed in, not its DDP wrapper.
                 self.teacher_model = self.accelerator.unwrap_model(self.teacher_model)
                 self.teacher_models = [self.teacher_model]
-
-    def _restore_teacher_modes(self) -> None:
-        """Give each teacher back the train/eval mode of every module it had when it was passed in."""
-        for teacher, modes in self._teacher_modes:
-            for module, training in zip(teacher.modules(), modes):
-                module.training = training
-
-    def set_initial_training_values(self, args: TrainingArguments, dataloader: Any) -> tuple:
-        """`Trainer.set_initial_training_values`; a teacher route computes its switch steps from the run's length."""
-        values = super().set_initial_training_values(args, dataloader)
-        if self._teacher_route:
-            _, steps_per_epoch, *_, max_steps = values
-            self._route_switches = route_switches(
-                args, num_checkpoints=len(self._teacher_route), max_steps=max_steps, steps_per_epoch=steps_per_epoch
-            )
-            logger.info("Teacher route: checkpoints switch at steps %s", self._route_switches)
-        return values
-
-
-TeacherArgument = PreTrainedModel | nn.Module | str | os.PathLike | list | tuple | None
-
-
-def _load_teacher(teacher: nn.Module | str | os.PathLike, student: nn.Module) -> nn.Module:
-    """A teacher as a model: a Hub id or path is loaded with the student's Auto class (same head)."""
-    if isinstance(teacher, (str, os.PathLike)):
-        teacher = load_model(teacher, like=type(student), require_all_weights=True)
-    if not isinstance(teacher, nn.Module):
-        raise ValueError(
-            f"teacher_model must be a PreTrainedModel or a model name/path (or a list of them), got "
-            f"{type(teacher).__name__}"
-        )
-    return teacher
-
-
-def _check_teacher(teacher: nn.Module, student: nn.Module, terms: dict[str, float], name: str | None) -> None:
-    """`check_teacher_student`, with the teacher named in the error when there are several."""
-    try:
-        check_teacher_student(teacher, student, terms=terms)
-    except ValueError as error:
-        if name is None:
-            raise
-        raise ValueError(f"{name}: {error}") from None
-
-
-def _check_route_entry(entry: Any, student: nn.Module, terms: dict[str, float], position: int) -> None:
-    """Check a later route checkpoint from its configuration alone (it is loaded when its turn comes)."""
-    name = f"checkpoint {position} of the route"
-    if isinstance(entry, nn.Module):
-        _check_teacher(entry, student, terms, name)
-        return
-    if not isinstance(entry, (str, os.PathLike)):
-        raise ValueError(f"{name} must be a model or a checkpoint path, got {type(entry).__name__}")
-    check_model_reference(entry, what=name)
-    config = AutoConfig.from_pretrained(entry)
-    student_config = getattr(student, "config", None)
-    if student_config is None:
-        return
-    for key in ("vocab_size", "num_labels") + (("hidden_size",) if "cos" in terms else ()):
-        theirs, ours = getattr(config, key, None), getattr(student_config, key, None)
-        if theirs is not None and ours is not None and theirs != ours:
-            raise ValueError(
-                f"{name} ({os.fspath(entry)}) has {key}={theirs} but the student has {key}={ours}; every checkpoint "
-                "of a route must be the same teacher at another step of its training"
-            )
-
-
-def _with_cache_columns(dataset: Any, columns: list[str]) -> Any:
-    """A view of a cached training set whose rows carry the cache columns, read as arrays; the user's is unchanged.
-
-    Unformatted, the outputs are read as numpy arrays rather than nested Python lists (10-100x faster to batch). A
-    format that lists columns without the cache columns (`set_format("torch", columns=[...])`) would hide them from
-    the rows: they are added to it.
-    """
-    dataset_format = getattr(dataset, "format", None) or {}
-    if dataset_format.get("type") is None:
-        return dataset.with_format("numpy", columns=columns, output_all_columns=True)
-    shown = dataset_format.get("columns")
-    if shown is None or all(column in shown for column in columns):
-        return dataset
-    return dataset.with_format(
-        dataset_format["type"],
-        columns=[*shown, *(c for c in columns if c not in shown)],
-        output_all_columns=dataset_format.get("output_all_columns", False),
-        **dataset_format.get("format_kwargs", {}),
-    )
-
-
-def _check_cotrained_teacher(teacher: nn.Module, *, has_model_init: bool, optimizer: Any = None) -> None:
-    if has_model_init:
-        raise ValueError(
-            "cotrain_teacher=True with model_init (hyperparameter search) would keep training one teacher across "
-            "trials; pass the student as model=..."
-        )
-    if not isinstance(teacher, PreTrainedModel):
-        raise ValueError(
-            f"cotrain_teacher=True needs a PreTrainedModel teacher (checkpoints save it with save_pretrained), got "
-            f"{type(teacher).__name__}"
-        )
-    if not any(p.requires_grad for p in teacher.parameters()):
-        raise ValueError(
-            "cotrain_teacher=True but every teacher parameter has requires_grad=False, so the teacher cannot learn; "
-            "call teacher.requires_grad_(True), or distil from a frozen teacher with cotrain_teacher=False"
-        )
-    if optimizer is not None:
-        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        if not all(id(p) in held for p in teacher.parameters() if p.requires_grad):
-            raise ValueError(
-                "cotrain_teacher=True but the optimizer passed in `optimizers` does not hold the teacher's "
-                "parameters; build it over both models (e.g. AdamW([*student.parameters(), *teacher.parameters()])),"
-                " or let the trainer create it"
-            )

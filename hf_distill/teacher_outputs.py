@@ -1,0 +1,232 @@
+"""Running the teachers of a step: placement, the route's current checkpoint, the forward passes, cached columns.
+
+`DistillationTrainer` mixes this in (`class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks,
+Trainer)`). Every method returns the teachers' outputs in one layout, whatever the mode: logits (or span logits)
+stacked on a leading teacher dimension, and the last hidden state of the teacher that `L_cos` follows, so the loss
+code never asks where they came from. `_ensemble_target` combines the stacked logits into one target per term.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from transformers import TrainingArguments
+from transformers.utils import logging
+
+from .losses import ensemble_logits
+from .teacher_cache import CACHE_COLUMNS, OUTPUT_COLUMNS
+from .teacher_modes import load_teacher, route_position, route_switches
+
+if TYPE_CHECKING:
+    from .trainer import ItemCounts
+
+logger = logging.get_logger(__name__)
+
+
+class TeacherOutputs:
+    """`DistillationTrainer`'s teacher side: which teachers teach this step, and what they output."""
+
+    def _place_teacher(self, teacher: nn.Module) -> nn.Module:
+        """Move a teacher to the student's device, once per teacher.
+
+        A frozen teacher is only moved: no DDP wrapping, as it never receives gradients, and no forward wrapper on the
+        user's object; its forward runs under `accelerator.autocast()` instead, the student's mixed precision. A
+        co-trained teacher is prepared like a model in training (DDP across processes), as its gradients must be
+        synchronised.
+        """
+        if self.teacher_plan.mode == "cotrain":
+            if id(teacher) not in self._placed_teachers:
+                teacher = self.accelerator.prepare_model(teacher)
+                self.teacher_model = teacher
+                self.teacher_models = [teacher]
+                self._placed_teachers.add(id(teacher))
+            return teacher
+        if id(teacher) not in self._placed_teachers:
+            teacher.to(self.accelerator.device)
+            self._placed_teachers.add(id(teacher))
+        return teacher
+
+    def _current_teachers(self) -> list[nn.Module]:
+        """The teachers of this step: the ensemble (or the one teacher), or the route checkpoint due at this step."""
+        if not self._teacher_route:
+            return self.teacher_models
+        if self._route_switches is None:
+            raise ValueError("the teacher route has no schedule yet: DistillationTrainer.train() computes it")
+        position = route_position(self.state.global_step, self._route_switches)
+        if position != self._route_index or self.teacher_model is None:
+            entry = self._teacher_route[position]
+            logger.info(
+                "Teacher route: checkpoint %d of %d (%s) teaches from step %d",
+                position,
+                len(self._teacher_route) - 1,
+                entry if isinstance(entry, (str, os.PathLike)) else type(entry).__name__,
+                self.state.global_step,
+            )
+            # Only one route checkpoint is held at a time: the previous one is released before the next is loaded.
+            self._restore_teacher_modes()
+            self.teacher_model = None
+            self.teacher_models = []
+            student = self.accelerator.unwrap_model(self.model)
+            teacher = load_teacher(entry, student)
+            self.teacher_model = teacher
+            self.teacher_models = [teacher]
+            self._teacher_modes = [(teacher, [m.training for m in teacher.modules()])]
+            self._route_index = position
+        return self.teacher_models
+
+    def _teacher_inputs(self, teacher: nn.Module, inputs: dict[str, Any], *, labels: bool) -> dict[str, Any]:
+        names, return_dict = self._forward_signature(teacher)
+        dropped = set(CACHE_COLUMNS) if labels else set(CACHE_COLUMNS) | set(self.label_names)
+        teacher_inputs = {k: v for k, v in inputs.items() if k not in dropped and (names is None or k in names)}
+        if return_dict:
+            teacher_inputs["return_dict"] = True
+        return teacher_inputs
+
+    def _teacher_forward_outputs(
+        self, teacher: nn.Module, out: Any, *, hidden_states: bool
+    ) -> dict[str, torch.Tensor]:
+        """The tensors the loss reads from a teacher's outputs: logits (or span logits), and the last hidden state."""
+        name = type(self.accelerator.unwrap_model(teacher)).__name__
+        if not isinstance(out, dict):
+            raise ValueError(
+                f"the teacher {name} returned a {type(out).__name__}, whose parts have no names; DistillationTrainer "
+                "reads `logits` (or `start_logits`/`end_logits`) and `hidden_states` by name. Return a dict or a "
+                "ModelOutput"
+            )
+        wanted = {key: out[key] for key in ("logits", "start_logits", "end_logits") if out.get(key) is not None}
+        if hidden_states:
+            if not out.get("hidden_states"):
+                raise ValueError(
+                    f"alpha_cos > 0 needs the teacher's hidden states, but {name} returned none for "
+                    "output_hidden_states=True; set alpha_cos=0, or use a teacher whose outputs carry `hidden_states`"
+                )
+            wanted["hidden_states"] = out["hidden_states"][-1]
+        return wanted
+
+    def _check_finite(self, wanted: dict[str, torch.Tensor]) -> None:
+        # One flag for all tensors: a single device sync per step. A NaN target would train the student on garbage
+        # at a plausible-looking loss (e.g. an fp16 teacher overflowing, or a corrupted teacher file).
+        finite = torch.stack([torch.isfinite(value).all() for value in wanted.values()]).all()
+        if not finite.item():
+            bad = [key for key, value in wanted.items() if not torch.isfinite(value).all()]
+            raise ValueError(
+                f"the teacher produced NaN or inf values in {bad} at step {self.state.global_step}; check the teacher "
+                "weights and its dtype (fp16 teachers overflow: load it in bf16 or fp32)"
+            )
+
+    def _teacher_outputs(self, inputs: dict[str, Any], *, hidden_states: bool) -> dict[str, torch.Tensor]:
+        """Run the frozen teacher(s) and return the tensors the loss needs, as ordinary (non-inference) tensors.
+
+        Logits are stacked on a leading teacher dimension (K teachers); the hidden state is `cos_teacher`'s.
+        """
+        teachers = self._current_teachers()
+        per_teacher: list[dict[str, torch.Tensor]] = []
+        for position, teacher in enumerate(teachers):
+            teacher = self._place_teacher(teacher)
+            wants_hidden = hidden_states and position == self.teacher_plan.cos_teacher
+            teacher_inputs = self._teacher_inputs(teacher, inputs, labels=False)
+            if wants_hidden:
+                teacher_inputs["output_hidden_states"] = True
+            # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy
+            # targets.
+            teacher.eval()
+            with torch.inference_mode(), self.accelerator.autocast():
+                out = teacher(**teacher_inputs)
+                wanted = self._teacher_forward_outputs(teacher, out, hidden_states=wants_hidden)
+                self._check_finite(wanted)
+            per_teacher.append(wanted)
+        # Inference tensors cannot be saved for backward; cloning outside inference mode gives normal tensors. Only
+        # the logits and the last hidden state are copied, never the whole output.
+        stacked = {
+            key: torch.stack([out[key] for out in per_teacher]).clone()
+            for key in per_teacher[0]
+            if key != "hidden_states"
+        }
+        for out in per_teacher:
+            if "hidden_states" in out:
+                stacked["hidden_states"] = out["hidden_states"].clone()
+        return stacked
+
+    def _cached_teacher_outputs(self, inputs: dict[str, Any], *, hidden_states: bool) -> dict[str, torch.Tensor]:
+        """The teacher outputs of this batch from the cached columns, in the layout of `_teacher_outputs`."""
+        outputs: dict[str, torch.Tensor] = {}
+        for key, column in OUTPUT_COLUMNS.items():
+            value = inputs.get(column)
+            if value is None or (key == "hidden_states" and not hidden_states):
+                continue
+            # Batches hold (batch, K, ...); the loss reads (K, batch, ...). Hidden states have no teacher dimension.
+            outputs[key] = value if key == "hidden_states" else value.transpose(0, 1)
+        self._check_finite(outputs)
+        return outputs
+
+    def _cotrained_teacher_outputs(
+        self, inputs: dict[str, Any], local: torch.Tensor, counts: ItemCounts, *, hidden_states: bool
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Run the co-trained teacher with gradients: its outputs (detached under isolation) and its task loss."""
+        teacher = self._place_teacher(self.teacher_model)
+        teacher.train()
+        if self._teacher_grads_step != self.state.global_step:
+            # `Trainer` zeroes the student's gradients (`model.zero_grad()`), not the optimizer's; the teacher's are
+            # zeroed here, at the first micro-batch of each optimizer step, or they would pile up over steps.
+            teacher.zero_grad(set_to_none=True)
+            self._teacher_grads_step = self.state.global_step
+        teacher_inputs = self._teacher_inputs(teacher, inputs, labels=True)
+        if hidden_states:
+            teacher_inputs["output_hidden_states"] = True
+        with self.accelerator.autocast():
+            out = teacher(**teacher_inputs)
+        wanted = self._teacher_forward_outputs(teacher, out, hidden_states=hidden_states)
+        mean = out.get("loss") if isinstance(out, dict) else None
+        if mean is None:
+            raise ValueError(
+                f"cotrain_teacher=True but the teacher {type(self._cotrained_teacher()).__name__} returned no loss "
+                f"for the batch keys {sorted(teacher_inputs)}; it learns from its own task loss, which needs labels"
+            )
+        if self.args.cotrain_isolation:
+            wanted = {key: value.detach() for key, value in wanted.items()}
+        stacked = {key: value.unsqueeze(0) if key != "hidden_states" else value for key, value in wanted.items()}
+        task = mean.nan_to_num(0.0) * 0.0 if local[1].item() == 0 else counts.share(mean * local[1], counts.labels)
+        return stacked, task
+
+    def _ensemble_target(
+        self, teacher: dict[str, torch.Tensor], inputs: dict[str, Any], *, kind: str, temperature: float
+    ) -> dict[str, torch.Tensor]:
+        """The teachers' logits (stacked on dimension 0) combined into one target; one teacher's are used as they are.
+
+        Span logits are distributions over positions: each teacher's padding positions are masked before the
+        mixture, so that the mixture is the mean of the teachers' distributions over the real tokens.
+        """
+        weights = torch.tensor(self.teacher_plan.weights)
+        attention_mask = inputs.get("attention_mask")
+        target = {}
+        for key, value in teacher.items():
+            if key == "hidden_states":
+                target[key] = value
+            elif value.shape[0] == 1:
+                target[key] = value[0]
+            else:
+                if key in ("start_logits", "end_logits") and kind == "softmax" and attention_mask is not None:
+                    padding = ~attention_mask.bool().unsqueeze(0)
+                    value = value.float().masked_fill(padding, torch.finfo(torch.float32).min)
+                target[key] = ensemble_logits(value, weights, temperature=temperature, kind=kind)
+        return target
+
+    def _restore_teacher_modes(self) -> None:
+        """Give each teacher back the train/eval mode of every module it had when it was passed in."""
+        for teacher, modes in self._teacher_modes:
+            for module, training in zip(teacher.modules(), modes):
+                module.training = training
+
+    def set_initial_training_values(self, args: TrainingArguments, dataloader: Any) -> tuple:
+        """`Trainer.set_initial_training_values`; a teacher route computes its switch steps from the run's length."""
+        values = super().set_initial_training_values(args, dataloader)
+        if self._teacher_route:
+            _, steps_per_epoch, *_, max_steps = values
+            self._route_switches = route_switches(
+                args, num_checkpoints=len(self._teacher_route), max_steps=max_steps, steps_per_epoch=steps_per_epoch
+            )
+            logger.info("Teacher route: checkpoints switch at steps %s", self._route_switches)
+        return values
