@@ -113,6 +113,18 @@ def main() -> None:
     def load(path: Path | str):
         return AutoModelForSequenceClassification.from_pretrained(path).eval()
 
+    def accuracy(model) -> float:
+        """Dev accuracy of a teacher (`evaluate_teacher` prefixes the metric with the split's name)."""
+        with tempfile.TemporaryDirectory() as work:
+            metrics = evaluate_teacher(
+                model,
+                args=TrainingArguments(output_dir=work, **common),
+                eval_sets=dev,
+                data_collator=collator,
+                compute_metrics=compute_metrics,
+            )
+        return next(value for key, value in metrics.items() if key.endswith("accuracy"))
+
     def distil(mode: str, work: str) -> dict:
         distill_args = dict(output_dir=work, learning_rate=args.learning_rate, **common)
         first = load(teacher(0))
@@ -152,13 +164,7 @@ def main() -> None:
         metrics = trainer.evaluate(dev["validation"], metric_key_prefix="validation")
         result = {"label": MODES[mode], "accuracy": metrics["validation_accuracy"], "train_seconds": seconds}
         if mode.startswith("cotrain"):
-            result["cotrained_teacher_accuracy"] = evaluate_teacher(
-                trainer.teacher_model,
-                args=TrainingArguments(output_dir=work, **common),
-                eval_sets=dev,
-                data_collator=collator,
-                compute_metrics=compute_metrics,
-            )["validation_accuracy"]
+            result["cotrained_teacher_accuracy"] = accuracy(trainer.teacher_model)
         return result
 
     for mode in args.modes:
@@ -168,16 +174,7 @@ def main() -> None:
             progress[mode] = distil(mode, work)
         save_progress()
     if "teacher_accuracy" not in progress:
-        progress["teacher_accuracy"] = {
-            name: evaluate_teacher(
-                load(teacher(seed)),
-                args=TrainingArguments(output_dir=tempfile.mkdtemp(), **common),
-                eval_sets=dev,
-                data_collator=collator,
-                compute_metrics=compute_metrics,
-            )["validation_accuracy"]
-            for name, seed in (("A", 0), ("B", 1))
-        }
+        progress["teacher_accuracy"] = {name: accuracy(load(teacher(seed))) for name, seed in (("A", 0), ("B", 1))}
         save_progress()
 
     if "wall" not in progress:
