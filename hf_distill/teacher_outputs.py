@@ -159,8 +159,15 @@ class TeacherOutputs:
                 continue
             # Batches hold (batch, K, ...); the loss reads (K, batch, ...). Hidden states have no teacher dimension.
             outputs[key] = value if key == "hidden_states" else value.transpose(0, 1)
-        self._check_finite(outputs)
+        # Not checked here: `cache_teacher_outputs` refused non-finite outputs when it wrote them, and the trainer
+        # checks them again only if a loss term comes out non-finite (`_check_cached_targets`), saving a full pass
+        # over the hidden states at every step.
         return outputs
+
+    def _check_cached_targets(self, parts: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> None:
+        """Raise if a non-finite loss term comes from non-finite cached teacher outputs (one scalar check a step)."""
+        if parts and not torch.isfinite(torch.stack([value.detach() for value in parts.values()])).all():
+            self._check_finite(teacher)
 
     def _cotrained_teacher_outputs(
         self, inputs: dict[str, Any], local: torch.Tensor, counts: ItemCounts, *, hidden_states: bool

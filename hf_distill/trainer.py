@@ -451,6 +451,8 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
                 self._teacher_terms(outputs, teacher, inputs, counts, weights=weights, temperature=temperature)
             )
 
+        if self.teacher_plan.cached and teacher is not None:
+            self._check_cached_targets(parts, teacher)
         loss = sum(weights[name] * value for name, value in parts.items())
         if teacher_task is not None:
             # Co-training: the teacher's own task loss, weight 1, logged as `loss_teacher_task`.

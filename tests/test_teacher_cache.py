@@ -286,3 +286,11 @@ def test_cached_ensemble_hidden_states_belong_to_the_first_teacher(tiny_classifi
         DistillationTrainer(
             model=student_like(tiny_classifier), args=make_args(tmp_path, cos_teacher=1), train_dataset=cached
         )
+
+
+def test_non_finite_cached_outputs_are_refused_at_the_first_step(tiny_classifier, tmp_path):
+    """A corrupted cache (NaN targets) would train the student on NaN losses; the step must stop with the cause."""
+    cached = cache_teacher_outputs(tiny_classifier, random_token_dataset(8))
+    corrupted = cached.map(lambda row: {"teacher_logits": [[float("nan")] * 3]})
+    with pytest.raises(ValueError, match="NaN or inf values in \\['logits'\\]"):
+        train_without_cos(student_like(tiny_classifier), corrupted, tmp_path, pad_collate)
