@@ -52,3 +52,21 @@ def write_result(name: str, *, config: dict[str, Any], results: dict[str, Any], 
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)  # a crash mid-write leaves the previous result intact
     return path
+
+
+def sst2_subset(glue_dir: str, train_samples: int, max_seq_length: int) -> tuple[Any, Any, Any, Any]:
+    """Real SST-2 tokenised with the MiniLM tokenizer: the first `train_samples` rows of train shuffled with seed 0.
+
+    Returns:
+        The task, the tokenizer, the raw splits and the tokenised splits.
+    """
+    from transformers import AutoTokenizer
+
+    from hf_distill.glue import get_task, load_glue, tokenize_glue
+
+    task = get_task("sst2")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    raw = load_glue(task, glue_dir=glue_dir)
+    raw["train"] = raw["train"].shuffle(seed=0)
+    data = tokenize_glue(raw, task, tokenizer, max_seq_length=max_seq_length, max_train_samples=train_samples)
+    return task, tokenizer, raw, data

@@ -25,22 +25,18 @@ from pathlib import Path
 
 from transformers import (
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     DataCollatorWithPadding,
     Trainer,
     TrainingArguments,
     set_seed,
 )
 
-from benchmarks.common import DEFAULT_GLUE_DIR, RESULTS_DIR, ROOT, minilm_path, write_result
+from benchmarks.common import DEFAULT_GLUE_DIR, RESULTS_DIR, ROOT, minilm_path, sst2_subset, write_result
 from benchmarks.render import update_readme
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
 from hf_distill.arguments import LOSS_WEIGHT_NAMES
 from hf_distill.glue import (
-    get_task,
-    load_glue,
     make_compute_metrics,
-    tokenize_glue,
 )
 from hf_distill.losses import LOSS_TERMS
 from hf_distill.teachers import evaluate_teacher, finetune_teacher
@@ -88,13 +84,7 @@ def main() -> None:
         key: getattr(args, key) for key in ("temperature", *LOSS_WEIGHT_NAMES) if getattr(args, key) is not None
     }
 
-    task = get_task("sst2")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    raw = load_glue(task, glue_dir=args.glue_dir)
-    raw["train"] = raw["train"].shuffle(seed=0)
-    data = tokenize_glue(
-        raw, task, tokenizer, max_seq_length=args.max_seq_length, max_train_samples=args.train_samples
-    )
+    task, tokenizer, _, data = sst2_subset(args.glue_dir, args.train_samples, args.max_seq_length)
     collator = DataCollatorWithPadding(tokenizer)
     compute_metrics = make_compute_metrics(task)
     work = tempfile.mkdtemp()

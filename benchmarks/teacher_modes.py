@@ -28,17 +28,16 @@ from pathlib import Path
 
 from transformers import (
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     DataCollatorWithPadding,
     Trainer,
     TrainingArguments,
     set_seed,
 )
 
-from benchmarks.common import DEFAULT_GLUE_DIR, RESULTS_DIR, ROOT, minilm_path, write_result
+from benchmarks.common import DEFAULT_GLUE_DIR, RESULTS_DIR, ROOT, minilm_path, sst2_subset, write_result
 from benchmarks.render import update_readme
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, cache_teacher_outputs, make_student
-from hf_distill.glue import get_task, load_glue, make_compute_metrics, tokenize_glue
+from hf_distill.glue import make_compute_metrics
 from hf_distill.teachers import evaluate_teacher
 
 MODES = {
@@ -64,13 +63,7 @@ def main() -> None:
     parser.add_argument("--cache_dir", default=str(ROOT / "benchmarks" / ".cache" / "teacher_modes"))
     args = parser.parse_args()
 
-    task = get_task("sst2")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    raw = load_glue(task, glue_dir=args.glue_dir)
-    raw["train"] = raw["train"].shuffle(seed=0)
-    data = tokenize_glue(
-        raw, task, tokenizer, max_seq_length=args.max_seq_length, max_train_samples=args.train_samples
-    )
+    task, tokenizer, _, data = sst2_subset(args.glue_dir, args.train_samples, args.max_seq_length)
     train = data["train"].select_columns(["input_ids", "token_type_ids", "attention_mask", "label"])
     dev = {"validation": data["validation"]}
     collator = DataCollatorWithPadding(tokenizer)
