@@ -190,7 +190,9 @@ def _teacher_modes(result: dict[str, Any]) -> list[str]:
         "",
         f"3 epochs on {result['config']['wall_rows']} rows: online {summary['online_3_epoch_s']:.0f} s, cached "
         f"{summary['cached_3_epoch_s_including_caching']:.0f} s including {summary['caching_s']:.0f} s of caching "
-        f"({summary['cached_speedup_end_to_end']:.2f}× faster end to end).",
+        f"({summary['cached_speedup_end_to_end']:.2f}× faster end to end). The per-mode training times are single "
+        "sequential runs, not interleaved: read them as rough (other jobs shared the CPUs during some of them); the "
+        "3-epoch comparison ran on its own.",
         "",
         _provenance(result),
     ]
