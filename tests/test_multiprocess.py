@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent(
     import json, sys
     import torch
     from torch.nn.parallel import DistributedDataParallel
-    from transformers import BertForSequenceClassification
+    from transformers import BertForSequenceClassification, TrainerCallback
     sys.path.insert(0, {root!r})
     from hf_distill import (
         DistillationTrainer, DistillationTrainingArguments, cache_teacher_outputs, end_processes_together,
@@ -71,10 +71,18 @@ SCRIPT = textwrap.dedent(
         trainer = DistillationTrainer(
             model=student, teacher_model=teacher_model, args=args, train_dataset=dataset, data_collator=pad_collate,
         )
+        seen = []
+
+        class Seen(TrainerCallback):
+            def on_step_end(self, *args, **kwargs):
+                seen.append(isinstance(trainer.teacher_model, DistributedDataParallel))
+
+        trainer.add_callback(Seen())
         trainer.train()
         record = {{
             "logs": [e for e in trainer.state.log_history if "loss" in e],
-            "teacher_wrapped": isinstance(trainer.teacher_model, DistributedDataParallel),
+            "teacher_wrapped": any(seen),
+            "teacher_unwrapped_after": not isinstance(trainer.teacher_model, DistributedDataParallel),
             "student_wrapped": isinstance(trainer.model_wrapped, DistributedDataParallel),
             "should_save": trainer.args.should_save,
             "weights": {{k: v.tolist() for k, v in trainer.model.state_dict().items() if "classifier" in k}},
@@ -119,6 +127,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(mode, tmp_pa
     rank1 = json.loads((tmp_path / "two" / "record_1.json").read_text())
     assert rank0["student_wrapped"]
     assert rank0["teacher_wrapped"] == rank1["teacher_wrapped"] == (mode == "cotrain")
+    assert rank0["teacher_unwrapped_after"]  # `trainer.teacher_model` is the user's teacher after training
     assert rank0["should_save"] and not rank1["should_save"]
     assert len(one["logs"]) == len(rank0["logs"]) == 3
     for a, b in zip(one["logs"], rank0["logs"]):
