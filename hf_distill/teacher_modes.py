@@ -25,6 +25,7 @@ from transformers import AutoConfig, PreTrainedModel
 
 from .checks import check_teacher_student
 from .modeling import check_model_reference, load_model
+from .teacher_cache import cached_columns, check_cached_dataset
 
 TeacherMode = Literal["single", "ensemble", "route", "cotrain"]
 
@@ -300,3 +301,65 @@ def check_cotrained_teacher(teacher: nn.Module, *, has_model_init: bool, optimiz
                 "parameters; build it over both models (e.g. AdamW([*student.parameters(), *teacher.parameters()])),"
                 " or let the trainer create it"
             )
+
+
+def resolve_teachers(
+    teacher_model: TeacherArgument,
+    student: nn.Module,
+    args: Any,
+    *,
+    terms: dict[str, float],
+    train_dataset: Any,
+    data_collator: Any,
+    optimizer: Any,
+    has_model_init: bool,
+) -> tuple[TeacherPlan, list[nn.Module], list[Any]]:
+    """Check `teacher_model` (and a cached training set) against the student and the arguments, before any work.
+
+    Returns:
+        The run's [`TeacherPlan`]; the teachers to hold now (none for cached outputs, the first checkpoint of a
+        route); and the route's entries (empty unless `teacher_route`).
+
+    Raises:
+        ValueError: For a missing, ambiguous or incompatible teacher, naming which one and the fix.
+    """
+    cache = cached_columns(getattr(train_dataset, "column_names", None))
+    if teacher_model is None and not cache:
+        raise ValueError(
+            "DistillationTrainer needs a teacher: pass teacher_model=<a fine-tuned PreTrainedModel, Hub id or "
+            "local path> (or a list of them), or a train_dataset made by hf_distill.cache_teacher_outputs; use "
+            "transformers.Trainer to train without one"
+        )
+    if teacher_model is not None and cache:
+        raise ValueError(
+            f"the training set holds cached teacher outputs {cache} and teacher_model is given too, so it is "
+            "unclear which to distil from; pass teacher_model=None to train from the cache, or remove the "
+            "columns (train_dataset.remove_columns([...])) to distil online"
+        )
+    route: list[nn.Module | str | os.PathLike] = []
+    if teacher_model is None:
+        num_cached = check_cached_dataset(train_dataset, student, terms=terms, data_collator=data_collator)
+        plan = teacher_plan(args, num_teachers=num_cached, cached=True, terms=terms)
+        teachers: list[nn.Module] = []
+    else:
+        given = list(teacher_model) if isinstance(teacher_model, (list, tuple)) else [teacher_model]
+        if not given:
+            raise ValueError("teacher_model is an empty list; pass one teacher or several")
+        plan = teacher_plan(args, num_teachers=len(given), cached=False, terms=terms)
+        if plan.mode == "route":
+            route = given
+            # The first checkpoint is loaded now (its forward signature decides the dataset columns); the others
+            # are checked from their configurations and loaded one at a time when their turn comes.
+            teachers = [load_teacher(given[0], student)]
+            check_teacher(teachers[0], student, terms, "checkpoint 0 of the route")
+            for position, entry in enumerate(given[1:], start=1):
+                check_route_entry(entry, student, terms, position)
+        else:
+            teachers = [load_teacher(t, student) for t in given]
+            for position, teacher in enumerate(teachers):
+                # Only the teacher that L_cos follows needs the student's hidden size.
+                needed = terms if position == plan.cos_teacher else {k: v for k, v in terms.items() if k != "cos"}
+                check_teacher(teacher, student, needed, f"teacher {position}" if len(teachers) > 1 else None)
+        if plan.mode == "cotrain":
+            check_cotrained_teacher(teachers[0], has_model_init=has_model_init, optimizer=optimizer)
+    return plan, teachers, route

@@ -21,7 +21,7 @@ from .teacher_cache import CACHE_COLUMNS, OUTPUT_COLUMNS
 from .teacher_modes import load_teacher, route_position, route_switches
 
 if TYPE_CHECKING:
-    from .trainer import ItemCounts
+    from .item_counts import ItemCounts
 
 logger = logging.get_logger(__name__)
 
@@ -135,15 +135,20 @@ class TeacherOutputs:
             teacher.eval()
             with torch.inference_mode(), self.accelerator.autocast():
                 out = teacher(**teacher_inputs)
-                wanted = self._teacher_forward_outputs(teacher, out, hidden_states=wants_hidden)
-                self._check_finite(wanted)
-            per_teacher.append(wanted)
-        # Inference tensors cannot be saved for backward; cloning outside inference mode gives normal tensors. Only
-        # the logits and the last hidden state are copied, never the whole output.
+                per_teacher.append(self._teacher_forward_outputs(teacher, out, hidden_states=wants_hidden))
+        # One check (one device sync) for every teacher of the step.
+        self._check_finite(
+            {
+                key if len(per_teacher) == 1 else f"{key} of teacher {position}": value
+                for position, out in enumerate(per_teacher)
+                for key, value in out.items()
+            }
+        )
+        # Inference tensors cannot be saved for backward; new tensors made outside inference mode are normal ones
+        # (`torch.stack` already copies, so the logits are copied once). Only the logits and the last hidden state
+        # are copied, never the whole output.
         stacked = {
-            key: torch.stack([out[key] for out in per_teacher]).clone()
-            for key in per_teacher[0]
-            if key != "hidden_states"
+            key: torch.stack([out[key] for out in per_teacher]) for key in per_teacher[0] if key != "hidden_states"
         }
         for out in per_teacher:
             if "hidden_states" in out:
@@ -195,7 +200,7 @@ class TeacherOutputs:
         if self.args.cotrain_isolation:
             wanted = {key: value.detach() for key, value in wanted.items()}
         stacked = {key: value.unsqueeze(0) if key != "hidden_states" else value for key, value in wanted.items()}
-        task = mean.nan_to_num(0.0) * 0.0 if local[1].item() == 0 else counts.share(mean * local[1], counts.labels)
+        task = counts.share_of_mean(mean, local[1])
         return stacked, task
 
     def _ensemble_target(
@@ -206,19 +211,19 @@ class TeacherOutputs:
         Span logits are distributions over positions: each teacher's padding positions are masked before the
         mixture, so that the mixture is the mean of the teachers' distributions over the real tokens.
         """
+        if self.teacher_plan.num_teachers == 1:
+            return {key: value if key == "hidden_states" else value[0] for key, value in teacher.items()}
         weights = torch.tensor(self.teacher_plan.weights)
         attention_mask = inputs.get("attention_mask")
         target = {}
         for key, value in teacher.items():
             if key == "hidden_states":
                 target[key] = value
-            elif value.shape[0] == 1:
-                target[key] = value[0]
-            else:
-                if key in ("start_logits", "end_logits") and kind == "softmax" and attention_mask is not None:
-                    padding = ~attention_mask.bool().unsqueeze(0)
-                    value = value.float().masked_fill(padding, torch.finfo(torch.float32).min)
-                target[key] = ensemble_logits(value, weights, temperature=temperature, kind=kind)
+                continue
+            if key in ("start_logits", "end_logits") and kind == "softmax" and attention_mask is not None:
+                padding = ~attention_mask.bool().unsqueeze(0)
+                value = value.float().masked_fill(padding, torch.finfo(torch.float32).min)
+            target[key] = ensemble_logits(value, weights, temperature=temperature, kind=kind)
         return target
 
     def _restore_teacher_modes(self) -> None:

@@ -15,7 +15,6 @@ loss is therefore already scaled for accumulation (`loss_is_scaled_for_ga = True
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,93 +27,19 @@ from .card import is_distillation_card
 from .checkpoints import CheckpointHooks
 from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir
 from .cotraining import CoTrainingHooks
+from .item_counts import IGNORE_INDEX, ItemCounts, count_items
 from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
 from .modeling import call_student_init, forward_input_names, takes_return_dict
 from .teacher_cache import (
     CACHE_COLUMNS,
     CachedOutputsCollator,
     cached_columns,
-    check_cached_dataset,
     with_cache_columns,
 )
-from .teacher_modes import (
-    TeacherArgument,
-    TeacherPlan,
-    check_cotrained_teacher,
-    check_route_entry,
-    check_teacher,
-    load_teacher,
-    teacher_plan,
-)
+from .teacher_modes import TeacherArgument, TeacherPlan, check_teacher, resolve_teachers
 from .teacher_outputs import TeacherOutputs
 
 logger = logging.get_logger(__name__)
-
-IGNORE_INDEX = -100
-
-
-@dataclass
-class ItemCounts:
-    """Item counts of the whole accumulated batch, the normalisers of the summed loss terms.
-
-    Attributes:
-        examples: Number of examples (sequence-level terms).
-        labels: Number of label items (`labels != -100`; one per example for float labels or span positions).
-        tokens: Number of non-padding tokens (token-level terms without labels, hidden-state terms).
-        scale: Factor that undoes the gradient averaging across processes when the counts are global (summed over
-            processes), so that each process's loss is its share of the global mean.
-    """
-
-    examples: torch.Tensor
-    labels: torch.Tensor
-    tokens: torch.Tensor
-    scale: float = 1.0
-
-    def share(self, total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        """`total / count`, this process's share of the accumulated batch's mean.
-
-        An optimizer step can hold no item of a kind (token classification or masked LM at small batches: every label
-        is -100); its sum is then 0 too, and the count is clamped to 1 so the term is 0 instead of 0 / 0 = NaN. The
-        clamp runs on the device: no sync point.
-        """
-        return total / count.clamp(min=1) * self.scale
-
-
-def count_items(batch: dict[str, Any], label_names: list[str]) -> torch.Tensor:
-    """Count examples, label items and non-padding tokens of one batch, as a float tensor `[examples, labels, tokens]`.
-
-    Args:
-        batch (`dict[str, Any]`): A collated batch.
-        label_names (`list[str]`): The label keys of the model (`["labels"]`, or span positions for QA).
-
-    Returns:
-        `torch.Tensor` of shape `(3,)`.
-    """
-    tensors = [v for v in batch.values() if isinstance(v, torch.Tensor) and v.dim() > 0]
-    if not tensors:
-        raise ValueError(f"the batch holds no tensors (keys: {sorted(batch)}); check the data collator")
-    reference = batch.get("input_ids", tensors[0])
-    if not isinstance(reference, torch.Tensor):
-        reference = tensors[0]
-    device = reference.device
-    examples = torch.tensor(float(reference.shape[0]), device=device)
-
-    labels = batch.get("labels")
-    if isinstance(labels, torch.Tensor) and not labels.is_floating_point():
-        label_items = labels.ne(IGNORE_INDEX).sum().float()
-    elif isinstance(labels, torch.Tensor) or any(name in batch for name in label_names):
-        label_items = examples.clone()
-    else:
-        label_items = torch.zeros((), device=device)
-
-    mask = batch.get("attention_mask")
-    if isinstance(mask, torch.Tensor):
-        tokens = mask.sum().float()
-    elif isinstance(batch.get("input_ids"), torch.Tensor):
-        tokens = torch.tensor(float(batch["input_ids"].numel()), device=device)
-    else:
-        tokens = examples.clone()
-    return torch.stack([examples, label_items.to(device), tokens.to(device)])
 
 
 class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trainer):
@@ -197,57 +122,27 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
         train_dataset = kwargs.get("train_dataset", trainer_args[1] if len(trainer_args) > 1 else None)
         data_collator = kwargs.get("data_collator", trainer_args[0] if trainer_args else None)
         cache = cached_columns(getattr(train_dataset, "column_names", None))
-        if teacher_model is None and not cache:
-            raise ValueError(
-                "DistillationTrainer needs a teacher: pass teacher_model=<a fine-tuned PreTrainedModel, Hub id or "
-                "local path> (or a list of them), or a train_dataset made by hf_distill.cache_teacher_outputs; use "
-                "transformers.Trainer to train without one"
-            )
-        if teacher_model is not None and cache:
-            raise ValueError(
-                f"the training set holds cached teacher outputs {cache} and teacher_model is given too, so it is "
-                "unclear which to distil from; pass teacher_model=None to train from the cache, or remove the "
-                "columns (train_dataset.remove_columns([...])) to distil online"
-            )
-        # Everything is checked before `Trainer.__init__` moves the student or creates `output_dir`, so a failure
-        # changes nothing. With `model_init`, one student is built here to be checked, then discarded.
-        _, weights = distillation_settings(args)
-        student = model if model is not None else call_student_init(model_init)
-        route: list[nn.Module | str | os.PathLike] = []
         if cache:
             train_dataset = with_cache_columns(train_dataset, cache)
             if "train_dataset" in kwargs or len(trainer_args) <= 1:
                 kwargs["train_dataset"] = train_dataset
             else:
                 trainer_args = (*trainer_args[:1], train_dataset, *trainer_args[2:])
-        if teacher_model is None:
-            num_cached = check_cached_dataset(train_dataset, student, terms=weights, data_collator=data_collator)
-            plan = teacher_plan(args, num_teachers=num_cached, cached=True, terms=weights)
-            teachers: list[nn.Module] = []
-        else:
-            given = list(teacher_model) if isinstance(teacher_model, (list, tuple)) else [teacher_model]
-            if not given:
-                raise ValueError("teacher_model is an empty list; pass one teacher or several")
-            plan = teacher_plan(args, num_teachers=len(given), cached=False, terms=weights)
-            if plan.mode == "route":
-                route = given
-                # The first checkpoint is loaded now (its forward signature decides the dataset columns); the others
-                # are checked from their configurations and loaded one at a time when their turn comes.
-                teachers = [load_teacher(given[0], student)]
-                check_teacher(teachers[0], student, weights, "checkpoint 0 of the route")
-                for position, entry in enumerate(given[1:], start=1):
-                    check_route_entry(entry, student, weights, position)
-            else:
-                teachers = [load_teacher(t, student) for t in given]
-                for position, teacher in enumerate(teachers):
-                    # Only the teacher that L_cos follows needs the student's hidden size.
-                    terms = (
-                        weights if position == plan.cos_teacher else {k: v for k, v in weights.items() if k != "cos"}
-                    )
-                    check_teacher(teacher, student, terms, f"teacher {position}" if len(teachers) > 1 else None)
-            if plan.mode == "cotrain":
-                optimizers = kwargs.get("optimizers", trainer_args[8] if len(trainer_args) > 8 else (None, None))
-                check_cotrained_teacher(teachers[0], has_model_init=model is None, optimizer=optimizers[0])
+        # Everything is checked before `Trainer.__init__` moves the student or creates `output_dir`, so a failure
+        # changes nothing. With `model_init`, one student is built here to be checked, then discarded.
+        _, weights = distillation_settings(args)
+        student = model if model is not None else call_student_init(model_init)
+        optimizers = kwargs.get("optimizers", trainer_args[8] if len(trainer_args) > 8 else (None, None))
+        plan, teachers, route = resolve_teachers(
+            teacher_model,
+            student,
+            args,
+            terms=weights,
+            train_dataset=train_dataset,
+            data_collator=data_collator,
+            optimizer=optimizers[0],
+            has_model_init=model is None,
+        )
         if train_dataset is not None:
             check_dataset_not_empty(train_dataset)
             label_names = args.label_names if args.label_names is not None else find_labels(type(student))
@@ -495,12 +390,7 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
                 "to 'labels', or pass compute_loss_func=... to compute the task loss from the outputs, or set "
                 "alpha_task=0 to distil without labels"
             )
-        # A micro-batch whose labels are all -100 has a NaN mean (0 / 0); it contributes nothing. This reads one
-        # scalar from the device, a sync point `Trainer` already pays for its NaN filter on the loss.
-        local_items = local[1]
-        if local_items.item() == 0:
-            return mean.nan_to_num(0.0) * 0.0
-        return counts.share(mean * local_items, counts.labels)
+        return counts.share_of_mean(mean, local[1])
 
     def _teacher_terms(
         self,
