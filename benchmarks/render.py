@@ -199,6 +199,49 @@ def _teacher_modes(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _tiny_students(result: dict[str, Any]) -> list[str]:
+    config, summary, table = result["config"], result["summary"], result["results"]["table"]
+    latency = result["results"]["latency"]
+    parameters = summary["parameters"]
+    rules = config["augmentation"]
+    batches = latency["batch_sizes"]
+    lines = [
+        f"### Tiny students on real SST-2 (dev, {config['dev_rows']} rows)",
+        "",
+        f"Teacher: all-MiniLM-L6-v2 fine-tuned 1 epoch on {config['train_samples']} shuffled SST-2 train rows "
+        f"(accuracy {summary['teacher_accuracy']:.4f}). Students: `make_tiny_student` (the teacher's vocabulary and "
+        f"input embeddings), {config['epochs']:g} epochs on the labelled rows or {config['augmented_epochs']:g} on "
+        f"the transfer set ({config['rows']} rows: the {config['labelled_rows']} labelled ones and their variants; "
+        f"n_iter {rules['n_iter']}, p_mask {rules['p_mask']}, p_pos {rules['p_pos']}, p_ng {rules['p_ng']}), "
+        f"learning rate {config['learning_rate']:g}, evaluated at the end of training; median (min – max) over "
+        f"seeds {', '.join(map(str, config['seeds']))}.",
+        "",
+        "| student | labels only | distilled | distilled + augmented | params | "
+        + " / ".join(f"speedup at batch {b}" for b in batches)
+        + " |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, variants in table.items():
+        cells = [f"{v['median']:.4f} ({v['min']:.4f} – {v['max']:.4f})" for v in variants.values()]
+        speed = " / ".join(f"{latency['results'][name][str(b)]['speedup']:.1f}×" for b in batches)
+        lines.append(f"| {name} | {' | '.join(cells)} | {parameters[name]:,} | {speed} |")
+    lines.append(f"| teacher | {summary['teacher_accuracy']:.4f} | | | {parameters['teacher']:,} | 1.0× |")
+    gains = ", ".join(
+        f"{name} **{summary[f'{name}_kd_gain_points']:+.2f} points**"
+        for name in table
+        if f"{name}_kd_gain_points" in summary
+    )
+    lines += [
+        "",
+        f"KD gain (distilled + augmented − labels only, medians): {gains} (target ≥ +2 for the BiLSTM). BiLSTM "
+        f"speedup at batch 32: **{summary['bilstm_speedup_b32']:.1f}×** (target ≥ 20×). Latency: seq len "
+        f"{latency['seq_len']}, {latency['repeats']} interleaved rounds, teacher and students in one run.",
+        "",
+        _provenance(result),
+    ]
+    return lines
+
+
 def _inference(result: dict[str, Any]) -> list[str]:
     latency, models = result["results"]["latency"], result["results"]["models"]
     lines = [
@@ -229,6 +272,7 @@ def render() -> str:
         ("quality_sst2", _quality),
         ("train_speed", _train_speed),
         ("teacher_modes", _teacher_modes),
+        ("tiny_students", _tiny_students),
         ("inference_speed", _inference),
     )
     for name, build in builders:

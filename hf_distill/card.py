@@ -244,7 +244,15 @@ def model_card(
         hyperparameters["training_time_s"] = round(report.training_time_s, 1)
 
     # Knowledge distillation itself and DistilBERT's layer-copying initialisation, then the papers of the loss terms.
-    papers = dict.fromkeys(["hinton2015", "sanh2019", *(term.paper for term in terms_used if term is not None)])
+    tiny = report.student_type != "transformer"
+    papers = dict.fromkeys(
+        [
+            "hinton2015",
+            "tang2019" if tiny or report.transfer_set else "sanh2019",
+            *(["kim2014"] if report.student_type == "textcnn" else []),
+            *(term.paper for term in terms_used if term is not None),
+        ]
+    )
     citations = [CITATIONS[paper] for paper in papers if paper is not None]
     if glue_task is not None:
         citations.append(GLUE_CITATION)
@@ -265,10 +273,10 @@ def model_card(
         f"Hugging Face `Trainer`), on the `{dataset_config}` configuration of {dataset_link}"
         + (f" ({pretty_dataset})." if glue_task is not None else "."),
         "## Model description",
-        f"The student was initialised from {_layers(report)} (0-based), copied with their weights; "
-        "the embeddings and the task head were copied as they are, as in DistilBERT (Sanh et al., 2019). It has "
-        f"{report.student_parameters:,} parameters"
+        _student_description(report)
+        + f" It has {report.student_parameters:,} parameters"
         + (f", {share:.1f}% of the teacher's {report.teacher_parameters:,}." if share is not None else "."),
+        *([_transfer_set_description(report.transfer_set)] if report.transfer_set else []),
         *([finetuning_note] if finetuning_note else []),
         f"It was trained on the loss `{objective}` at temperature T = {report.temperature:g}:\n\n{terms}",
         "## Evaluation results",
@@ -289,6 +297,40 @@ def model_card(
         "```bibtex\n" + "\n\n".join(citations) + "\n```",
     ]
     return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
+
+
+_TINY_STUDENT_NAMES = {
+    "bilstm": "a bidirectional LSTM sequence classifier (`hf_distill.BiLSTMForSequenceClassification`, Tang et al., "
+    "2019)",
+    "textcnn": "a convolutional sequence classifier (`hf_distill.TextCNNForSequenceClassification`, Kim, 2014)",
+}
+
+
+def _student_description(report: DistillationReport) -> str:
+    if report.student_type == "transformer":
+        return (
+            f"The student was initialised from {_layers(report)} (0-based), copied with their weights; the embeddings "
+            "and the task head were copied as they are, as in DistilBERT (Sanh et al., 2019)."
+        )
+    start = "the teacher's input embeddings" if report.embedding_init == "teacher" else "random embeddings"
+    name = _TINY_STUDENT_NAMES.get(report.student_type, f"a {report.student_type} model")
+    return (
+        f"The student is {name} that reads the teacher's tokenizer; its token embeddings started from {start}. "
+        "Load it after `import hf_distill`, which registers its architecture with the transformers Auto classes."
+    )
+
+
+def _transfer_set_description(transfer: dict[str, Any]) -> str:
+    labelled = transfer.get("labelled_rows", 0)
+    variants = transfer.get("rows", 0) - labelled
+    return (
+        f"It was trained on a transfer set (Tang et al., 2019): the {labelled} labelled training rows and {variants} "
+        f"variants of them ({transfer.get('n_iter')} drawn per row, duplicates dropped; each word masked with "
+        f"probability {transfer.get('p_mask')} or replaced by a word of the same part-of-speech tag with probability "
+        f"{transfer.get('p_pos')}, then cut to an n-gram of 1 to {transfer.get('max_ngram')} words with probability "
+        f"{transfer.get('p_ng')}; seed {transfer.get('seed')}). The variants carry the teacher's outputs and no gold "
+        "label: the task loss used the labelled rows only."
+    )
 
 
 def write_report_and_card(
@@ -339,6 +381,7 @@ def write_report_and_card(
         training_time_s=training_time_s,
         teacher_name=card_kwargs.pop("teacher_name", None),
         teacher_finetuning=card_kwargs.pop("teacher_finetuning", None),
+        transfer_set=card_kwargs.pop("transfer_set", None),
     )
     output_dir = Path(output_dir)
     report.save_json(output_dir / "results.json")

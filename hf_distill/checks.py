@@ -5,6 +5,7 @@ Each check raises `ValueError` naming the offending value and how to fix it. Non
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -111,6 +112,23 @@ def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *,
                 f"alpha_cos > 0 needs equal hidden sizes, but the teacher has hidden_size {teacher_hidden} and the "
                 f"student {student_hidden}; set alpha_cos=0, or use a student with hidden_size {teacher_hidden}"
             )
+
+
+def check_student_terms(student: Any, *, terms: Collection[str]) -> None:
+    """Refuse loss terms the student cannot take part in, before any teacher is loaded or run.
+
+    A student whose class sets `supports_hidden_state_distillation = False` (the BiLSTM and TextCNN students of
+    `hf_distill.models`) has no hidden states comparable to a transformer's, so `L_cos` is refused for it.
+
+    Raises:
+        ValueError: If `"cos"` is active for such a student.
+    """
+    if "cos" in terms and not getattr(student, "supports_hidden_state_distillation", True):
+        raise ValueError(
+            f"alpha_cos > 0 compares the student's last hidden states with the teacher's, but "
+            f"{type(student).__name__} has no hidden states comparable to a transformer's; set alpha_cos=0 "
+            "(--alpha_cos 0) and distil its logits with alpha_kd and/or alpha_mse"
+        )
 
 
 def check_dataset_has_labels(dataset: Any, label_names: Iterable[str], data_collator: Any) -> None:
@@ -345,3 +363,114 @@ def plan_resume(output_dir: str | Path, resume_from_checkpoint: str | bool | Non
         )
         return checkpoint
     return None
+
+
+STUDENT_TYPES: tuple[str, ...] = ("transformer", "bilstm", "textcnn")
+
+
+def check_student_flags(
+    student_type: str,
+    *,
+    student_path: str | None,
+    layers: list[int] | None,
+    num_layers: int | None,
+    config_overrides: dict[str, Any],
+    embedding_init: str,
+    terms: Collection[str],
+    alpha_cos_given: bool,
+) -> None:
+    """Raise `ValueError` for student flags of the GLUE recipe that contradict `--student_type`.
+
+    `--student_layers`, `--student_num_layers` and `--student_model_name_or_path` choose a transformer student;
+    `--student_config_overrides` and `--student_embedding_init` shape a tiny one (BiLSTM, TextCNN), which has no
+    hidden states for `L_cos`: an explicit `--alpha_cos` > 0 is refused for it (the default is then 0).
+    """
+    if student_type not in STUDENT_TYPES:
+        raise ValueError(f"--student_type must be one of {', '.join(STUDENT_TYPES)}, got {student_type!r}")
+    if student_type == "transformer":
+        given = [flag for flag, value in (("--student_config_overrides", config_overrides),) if value]
+        if embedding_init != "teacher":
+            given.append("--student_embedding_init")
+        if given:
+            raise ValueError(
+                f"{' and '.join(given)} shape a tiny student, but --student_type is transformer; pass "
+                "--student_type bilstm or textcnn, or drop them"
+            )
+        return
+    given = [
+        flag
+        for flag, value in (
+            ("--student_model_name_or_path", student_path),
+            ("--student_layers", layers),
+            ("--student_num_layers", num_layers),
+        )
+        if value
+    ]
+    if given:
+        raise ValueError(
+            f"{' and '.join(given)} choose a transformer student, but --student_type is {student_type}; drop them, "
+            "or pass --student_type transformer"
+        )
+    if alpha_cos_given and "cos" in terms:
+        raise ValueError(
+            f"--alpha_cos > 0 compares hidden states, which a {student_type} student does not have; pass --alpha_cos 0"
+            " (the default for tiny students)"
+        )
+
+
+def parse_config_overrides(text: str | None) -> dict[str, Any]:
+    """`"hidden_size=300,pooling=last,kernel_sizes=[2,3,4]"` as a dict, each value read as JSON where it parses
+    (numbers, booleans, lists) and as a string otherwise. The format of `run_mlm.py`'s `--config_overrides`.
+
+    Raises:
+        ValueError: For an entry without `=` or with an empty name.
+    """
+    if not text:
+        return {}
+    entries, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            entries.append(current)
+            current = ""
+        else:
+            current += char
+    entries.append(current)
+    overrides: dict[str, Any] = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(
+                f"--student_config_overrides entry {entry!r} is not name=value; write e.g. hidden_size=300,pooling=max"
+            )
+        try:
+            overrides[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[name.strip()] = value.strip()
+    return overrides
+
+
+def check_augment_flags(
+    n_iter: int, *, regression: bool, terms: Collection[str], teacher_route: bool, cotrain_teacher: bool
+) -> None:
+    """Raise `ValueError` for `--augment` settings the recipe cannot honour.
+
+    The transfer set is labelled once by the final teacher (`cache_teacher_outputs`), so a route of checkpoints or a
+    co-trained teacher, which change during training, cannot label it; and regression labels have no "no label"
+    value for the variants, so their task loss must be off.
+    """
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
+        raise ValueError(f"--augment must be a number of variants per example >= 0 (0: off), got {n_iter!r}")
+    if n_iter == 0:
+        return
+    for flag, given in (("--teacher_route", teacher_route), ("--cotrain_teacher", cotrain_teacher)):
+        if given:
+            raise ValueError(
+                f"--augment labels the transfer set once with the final teacher, but {flag} changes the teacher "
+                f"during training; drop {flag} or --augment"
+            )
+    if regression and "task" in terms:
+        raise ValueError(
+            "--augment on a regression task: the variants have no gold score, and a float label has no 'no label' "
+            "value that the task loss skips; pass --alpha_task 0 to distil on the transfer set from the teacher alone"
+        )

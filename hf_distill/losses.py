@@ -40,6 +40,14 @@ CITATIONS: dict[str, str] = {
         "  year={2019}\n"
         "}"
     ),
+    "kim2014": (
+        "@inproceedings{kim2014convolutional,\n"
+        "  title={Convolutional Neural Networks for Sentence Classification},\n"
+        "  author={Kim, Yoon},\n"
+        "  booktitle={Proceedings of the 2014 Conference on Empirical Methods in Natural Language Processing},\n"
+        "  year={2014}\n"
+        "}"
+    ),
     "tang2019": (
         "@article{tang2019distilling,\n"
         "  title={Distilling Task-Specific Knowledge from BERT into Simple Neural Networks},\n"

@@ -122,6 +122,11 @@ class DistillationReport:
             `learning_rate`, the data fingerprint, ...), from `hf_distill.pipeline.teacher_stage_settings`.
         teacher_layers (`list[int]`, *optional*): The teacher layers the student was initialised from (0-based).
         teacher_num_layers (`int`, *optional*): The teacher's layer count.
+        student_type (`str`, *optional*, defaults to `"transformer"`): `"bilstm"` or `"textcnn"` for a tiny student
+            (`make_tiny_student`), whose embedding start is `embedding_init`.
+        embedding_init (`str`, *optional*): A tiny student's embedding start (`"teacher"` or `"random"`).
+        transfer_set (`dict[str, Any]`, *optional*): The augmentation rules, seed and row counts of a transfer set
+            (`hf_distill.augment`) the student was trained on.
         main_metric (`str`, *optional*):
             The metric that retention is computed on; defaults to the GLUE task's main metric (`glue.main_metric`).
             Required for a task outside GLUE.
@@ -150,6 +155,9 @@ class DistillationReport:
     teacher_finetuning: dict[str, Any] | None = None
     teacher_layers: list[int] | None = None
     teacher_num_layers: int | None = None
+    student_type: str = "transformer"
+    embedding_init: str | None = None
+    transfer_set: dict[str, Any] | None = None
     main_metric: str | None = None
     latency: dict[str, Any] | None = None
     training_time_s: float | None = None
@@ -199,6 +207,7 @@ class DistillationReport:
         teacher_name: str | None = None,
         teacher_finetuning: dict[str, Any] | None = None,
         main_metric: str | None = None,
+        transfer_set: dict[str, Any] | None = None,
     ) -> DistillationReport:
         """Build a report from the two models and the training arguments, measuring sizes on the way.
 
@@ -219,6 +228,7 @@ class DistillationReport:
                 `config.name_or_path`.
             teacher_finetuning (`dict[str, Any]`, *optional*): See the class docstring.
             main_metric (`str`, *optional*): See the class docstring.
+            transfer_set (`dict[str, Any]`, *optional*): See the class docstring.
 
         Returns:
             `DistillationReport`: The report.
@@ -247,6 +257,9 @@ class DistillationReport:
             teacher_finetuning=teacher_finetuning,
             teacher_layers=record.get("teacher_layers"),
             teacher_num_layers=record.get("teacher_num_layers", teacher.config.num_hidden_layers),
+            student_type=record.get("student_type", "transformer"),
+            embedding_init=record.get("embedding_init"),
+            transfer_set=transfer_set,
             main_metric=main_metric,
             latency=latency,
             training_time_s=training_time_s,
@@ -364,7 +377,8 @@ def format_table(report: DistillationReport) -> str:
         rows.append(("training time (s)", "", _number(report.training_time_s, 1)))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     teacher = f" (teacher: {report.teacher})" if report.teacher else ""
-    lines = [f"{report.task}: student from {_layers(report)}{teacher}"]
+    origin = f"from {_layers(report)}" if report.student_type == "transformer" else f"({report.student_type})"
+    lines = [f"{report.task}: student {origin}{teacher}"]
     lines += [
         f"{label:<{widths[0]}}  {teacher:>{widths[1]}}  {student:>{widths[2]}}".rstrip()
         for label, teacher, student in rows

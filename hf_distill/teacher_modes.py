@@ -23,7 +23,7 @@ from typing import Any, Literal
 from torch import nn
 from transformers import AutoConfig, PreTrainedModel
 
-from .checks import check_teacher_student
+from .checks import check_student_terms, check_teacher_student
 from .modeling import check_model_reference, load_model
 from .teacher_cache import cached_columns, check_cached_dataset
 
@@ -323,6 +323,7 @@ def resolve_teachers(
     Raises:
         ValueError: For a missing, ambiguous or incompatible teacher, naming which one and the fix.
     """
+    check_student_terms(student, terms=terms)
     cache = cached_columns(getattr(train_dataset, "column_names", None))
     if teacher_model is None and not cache:
         raise ValueError(

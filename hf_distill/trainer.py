@@ -25,7 +25,7 @@ from transformers.utils import find_labels, logging
 from .arguments import DistillationTrainingArguments, distillation_settings
 from .card import is_distillation_card
 from .checkpoints import CheckpointHooks
-from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir
+from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir, check_student_terms
 from .cotraining import CoTrainingHooks
 from .item_counts import IGNORE_INDEX, ItemCounts, count_items
 from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
@@ -191,6 +191,7 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
     def call_model_init(self, trial: Any = None) -> nn.Module:
         """`Trainer.call_model_init`, with each new student (one per search trial) checked against the teacher."""
         model = super().call_model_init(trial)
+        check_student_terms(model, terms=self.loss_weights)
         for position, teacher in enumerate(getattr(self, "teacher_models", [])):
             name = f"teacher {position}" if len(self.teacher_models) > 1 else None
             check_teacher(self.accelerator.unwrap_model(teacher), model, self.loss_weights, name)

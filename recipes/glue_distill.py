@@ -9,28 +9,41 @@ without GPUs add `--use_cpu true` (accelerate's own `--cpu` flag starts a single
 `--glue_dir path/to/glue` (the original layout); other files: `--train_file/--validation_file` (csv, tsv, json).
 A teacher that is only pre-trained: `--teacher_finetune_epochs 3` fine-tunes it first (saved under
 `<output_dir>/_teacher`, reused by later runs). `--push_to_hub --hub_model_id user/name` uploads the student, its
-tokenizer and the model card.
+tokenizer and the model card. A BiLSTM or TextCNN student on a teacher-labelled transfer set (Tang et al. 2019):
+`--student_type bilstm --augment 20`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import transformers
+from datasets import DatasetDict
 from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
 
-from hf_distill import DistillationTrainer, DistillationTrainingArguments, cache_teacher_outputs, make_student
+from hf_distill import (
+    DistillationTrainer,
+    DistillationTrainingArguments,
+    cache_teacher_outputs,
+    make_student,
+    make_tiny_student,
+)
 from hf_distill.arguments import distillation_settings
+from hf_distill.augment import AugmentationRules, augment_dataset, spacy_pos_tagger
 from hf_distill.card import hub_base_model, write_report_and_card
 from hf_distill.checks import (
+    check_augment_flags,
     check_max_seq_length,
     check_push_arguments,
     check_run_flags,
     check_same_tokenization,
+    check_student_flags,
     check_teacher_student,
+    parse_config_overrides,
     plan_resume,
     warn_if_cpu_launch_is_single_process,
 )
@@ -68,6 +81,17 @@ class ModelArguments:
         default=None, metadata={"help": "Teacher layers to copy into the student, e.g. 0 2 4. Default: every other."}
     )
     student_num_layers: int | None = field(default=None, metadata={"help": "Student depth, layers spread evenly."})
+    student_type: str = field(
+        default="transformer",
+        metadata={"help": "transformer (teacher layers, make_student), bilstm or textcnn (make_tiny_student)."},
+    )
+    student_embedding_init: str = field(
+        default="teacher", metadata={"help": "bilstm/textcnn: start from the teacher's input embeddings, or random."}
+    )
+    student_config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "bilstm/textcnn config fields, e.g. hidden_size=300,pooling=last or kernel_sizes=[2,3,4]."},
+    )
     additional_teachers: list[str] | None = field(
         default=None,
         metadata={
@@ -111,14 +135,30 @@ class DataArguments:
     max_seq_length: int = field(default=128, metadata={"help": "Truncation length in tokens."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N rows of each dev split."})
+    augment: int = field(
+        default=0,
+        metadata={
+            "help": "Transfer set (Tang et al. 2019): variants per training row, labelled by the teacher; 0: off."
+        },
+    )
+    augment_p_mask: float = field(default=0.1, metadata={"help": "Transfer set: probability of masking a word."})
+    augment_p_pos: float = field(
+        default=0.0,
+        metadata={
+            "help": "Transfer set: probability of a same-tag word swap (Tang et al.: 0.1; needs hf-distill[pos])."
+        },
+    )
+    augment_p_ng: float = field(default=0.25, metadata={"help": "Transfer set: probability of n-gram sampling."})
 
 
 def main() -> None:
     parser = HfArgumentParser((ModelArguments, DataArguments, DistillationTrainingArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
         model_args, data_args, training_args = parser.parse_json_file(sys.argv[1])
+        given = set(json.loads(Path(sys.argv[1]).read_text()))
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+        given = {arg[2:].partition("=")[0] for arg in sys.argv[1:] if arg.startswith("--")}
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     logger.warning(
@@ -134,6 +174,21 @@ def main() -> None:
     # Every check that can run before any work does, so a bad flag fails before a teacher is fine-tuned and before
     # anything is written (Trainer creates --output_dir).
     check_push_arguments(training_args)
+    tiny_student = model_args.student_type != "transformer"
+    overrides = parse_config_overrides(model_args.student_config_overrides)
+    check_student_flags(
+        model_args.student_type,
+        student_path=model_args.student_model_name_or_path,
+        layers=model_args.student_layers,
+        num_layers=model_args.student_num_layers,
+        config_overrides=overrides,
+        embedding_init=model_args.student_embedding_init,
+        terms=distillation_settings(training_args)[1],
+        alpha_cos_given="alpha_cos" in given,
+    )
+    if tiny_student and training_args.alpha_cos > 0:
+        logger.info("--student_type %s has no hidden states for L_cos: alpha_cos set to 0", model_args.student_type)
+        training_args.alpha_cos = 0.0
     check_run_flags(
         training_args,
         test_file=data_args.test_file,
@@ -148,13 +203,34 @@ def main() -> None:
     )
     resume = plan_resume(training_args.output_dir, training_args.resume_from_checkpoint)
     task = get_task(data_args.task_name)
+    check_augment_flags(
+        data_args.augment,
+        regression=task.is_regression,
+        terms=distillation_settings(training_args)[1],
+        teacher_route=training_args.teacher_route,
+        cotrain_teacher=training_args.cotrain_teacher,
+    )
+    rules = None
+    if data_args.augment:
+        rules = AugmentationRules(
+            n_iter=data_args.augment,
+            p_mask=data_args.augment_p_mask,
+            p_pos=data_args.augment_p_pos,
+            p_ng=data_args.augment_p_ng,
+            seed=training_args.seed,
+        )
+    pos_tagger = spacy_pos_tagger() if rules is not None and rules.p_pos > 0 else None
     base_model = hub_base_model(model_args.teacher_model_name_or_path, explicit=model_args.base_model_id)
     finetune = model_args.teacher_finetune_epochs > 0
     teacher = load_task_model(
         model_args.teacher_model_name_or_path, task, require_head=not finetune, cache_dir=model_args.cache_dir
     )
     extra = load_additional_teachers(model_args.additional_teachers, task, teacher, cache_dir=model_args.cache_dir)
-    if not model_args.student_model_name_or_path:
+    if tiny_student:  # built once to check the flags against the teacher; built again after its fine-tuning
+        make_tiny_student(
+            teacher, model_args.student_type, embedding_init=model_args.student_embedding_init, **overrides
+        )
+    elif not model_args.student_model_name_or_path:
         check_student_layers(
             teacher.config, layers=model_args.student_layers, num_layers=model_args.student_num_layers
         )
@@ -168,6 +244,8 @@ def main() -> None:
         cache_dir=model_args.cache_dir,
     )
     tokenizer = AutoTokenizer.from_pretrained(model_args.teacher_model_name_or_path, cache_dir=model_args.cache_dir)
+    if rules is not None and rules.p_mask > 0 and tokenizer.mask_token is None:
+        raise ValueError("--augment_p_mask > 0 masks words with the tokenizer's mask token, but it has none; pass 0")
     with training_args.main_process_first(desc="tokenizing"):
         data = tokenize_glue(
             raw,
@@ -206,13 +284,35 @@ def main() -> None:
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
-    if student is None:
+    if student is None and tiny_student:
+        student = make_tiny_student(
+            teacher, model_args.student_type, embedding_init=model_args.student_embedding_init, **overrides
+        )
+    elif student is None:
         student = make_student(teacher, layers=model_args.student_layers, num_layers=model_args.student_num_layers)
 
     # The teacher modes (README "Teacher modes"): an ensemble or a route of checkpoints, and cached outputs.
     teachers = run_teachers(teacher, extra, route=training_args.teacher_route)
     train_dataset = data["train"]
-    if model_args.cache_teacher_outputs:
+    transfer_set = None
+    if rules is not None:
+        # The transfer set: the training rows, then their variants (label -100: the task loss skips them), all
+        # labelled by the teacher below.
+        rows = raw["train"].select(range(len(train_dataset)))
+        transfer = augment_dataset(
+            rows,
+            text_columns=task.text_keys,
+            mask_token=tokenizer.mask_token,
+            rules=rules,
+            drop_labels=task.is_regression,
+            protected_tokens=tokenizer.all_special_tokens,
+            pos_tagger=pos_tagger,
+        )
+        train_dataset = tokenize_glue(
+            DatasetDict(train=transfer), task, tokenizer, max_seq_length=data_args.max_seq_length
+        )["train"]
+        transfer_set = {**asdict(rules), "labelled_rows": len(rows), "rows": len(transfer)}
+    if model_args.cache_teacher_outputs or rules is not None:
         with training_args.main_process_first(desc="caching teacher outputs"):
             train_dataset = cache_teacher_outputs(
                 teachers,
@@ -223,7 +323,11 @@ def main() -> None:
             )
     trainer = DistillationTrainer(
         model=student,
-        teacher_model=None if model_args.cache_teacher_outputs else teachers if len(teachers) > 1 else teacher,
+        teacher_model=None
+        if model_args.cache_teacher_outputs or rules is not None
+        else teachers
+        if len(teachers) > 1
+        else teacher,
         args=training_args,
         train_dataset=train_dataset,
         # During training the first split alone (MNLI: matched), as in `run_glue.py`: `eval_strategy` logs
@@ -273,6 +377,7 @@ def main() -> None:
             eval_rows=len(eval_sets[task.validation_splits[0]]),
             eval_rows_available=len(raw[task.validation_splits[0]]),
             validation_file=data_args.validation_file,
+            transfer_set=transfer_set,
         )
         print(format_table(report))
     if training_args.do_predict:

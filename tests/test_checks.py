@@ -23,13 +23,23 @@ from transformers import (
     TrainingArguments,
 )
 
-from hf_distill import DistillationTrainer, DistillationTrainingArguments, cache_teacher_outputs, make_student
+from hf_distill import (
+    BiLSTMConfig,
+    DistillationTrainer,
+    DistillationTrainingArguments,
+    cache_teacher_outputs,
+    make_student,
+    make_tiny_student,
+)
+from hf_distill.augment import AugmentationRules, augment_dataset, spacy_pos_tagger
 from hf_distill.checks import (
+    check_augment_flags,
     check_label_order,
     check_max_seq_length,
     check_push_arguments,
     check_run_flags,
     check_same_tokenization,
+    check_student_flags,
     plan_resume,
 )
 from hf_distill.glue import get_task, load_glue, tokenize_glue
@@ -532,6 +542,103 @@ CASES = [
         "trainer",
         lambda t: _cached_trainer(t, cotrain_teacher=True, alpha_cos=0.0),
         "needs live teachers",
+    ),
+    (
+        "tiny-student-cos",
+        "trainer",
+        lambda t: _trainer(t, student=make_tiny_student(_teacher(), "bilstm")),
+        "has no hidden states comparable to a transformer's",
+    ),
+    (
+        "tiny-student-unknown-field",
+        "make_tiny_student",
+        lambda t: make_tiny_student(_teacher(), "bilstm", hiden_size=300),
+        "has no field ['hiden_size']",
+    ),
+    (
+        "tiny-student-embedding-too-wide",
+        "make_tiny_student",
+        lambda t: make_tiny_student(_teacher(), "textcnn", embedding_dim=300),
+        "is larger than the teacher's embeddings",
+    ),
+    (
+        "tiny-student-token-teacher",
+        "make_tiny_student",
+        lambda t: make_tiny_student(BertForMaskedLM(tiny_bert_config()), "bilstm"),
+        "the tiny students are sequence classifiers",
+    ),
+    ("tiny-student-config", "config", lambda t: BiLSTMConfig(pooling="mean"), "pooling must be one of"),
+    (
+        "augment-float-labels",
+        "augment_dataset",
+        lambda t: augment_dataset(
+            Dataset.from_dict({"sentence": ["a b"], "label": [0.5]}), text_columns=["sentence"], mask_token="[MASK]"
+        ),
+        "pass drop_labels=True",
+    ),
+    (
+        "augment-no-mask-token",
+        "augment_dataset",
+        lambda t: augment_dataset(
+            Dataset.from_dict({"sentence": ["a b"], "label": [0]}), text_columns=["sentence"], mask_token=None
+        ),
+        "but mask_token is None",
+    ),
+    (
+        "augment-no-tagger",
+        "augment_dataset",
+        lambda t: spacy_pos_tagger("no_such_spacy_pipeline"),
+        "p_pos > 0 needs a part-of-speech tagger",
+    ),
+    (
+        "augment-mask-plus-pos",
+        "augment_dataset",
+        lambda t: AugmentationRules(p_mask=0.5, p_pos=0.6),
+        "p_mask + p_pos must be at most 1",
+    ),
+    (
+        "recipe-student-type-conflict",
+        "recipe --student_type",
+        lambda t: check_student_flags(
+            "bilstm",
+            student_path=None,
+            layers=[0, 2],
+            num_layers=None,
+            config_overrides={},
+            embedding_init="teacher",
+            terms={"kd"},
+            alpha_cos_given=False,
+        ),
+        "--student_layers choose a transformer student",
+    ),
+    (
+        "recipe-tiny-student-cos",
+        "recipe --alpha_cos",
+        lambda t: check_student_flags(
+            "textcnn",
+            student_path=None,
+            layers=None,
+            num_layers=None,
+            config_overrides={},
+            embedding_init="teacher",
+            terms={"kd", "cos"},
+            alpha_cos_given=True,
+        ),
+        "pass --alpha_cos 0",
+    ),
+    (
+        "recipe-augment-regression",
+        "recipe --augment",
+        lambda t: check_augment_flags(
+            2, regression=True, terms={"kd", "task"}, teacher_route=False, cotrain_teacher=False
+        ),
+        "pass --alpha_task 0",
+    ),
+    (
+        "recipe-augment-route",
+        "recipe --augment",
+        lambda t: check_augment_flags(2, regression=False, terms={"kd"}, teacher_route=True, cotrain_teacher=False),
+        "drop --teacher_route or --augment",
     ),
 ]
 

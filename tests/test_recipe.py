@@ -712,3 +712,101 @@ def test_teacher_mode_flags_that_cannot_work_fail_before_any_work(
             *flags,
         )
     assert not output_dir.exists()
+
+
+def test_recipe_tiny_student_on_a_transfer_set_and_push(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
+    """`--student_type bilstm --augment N` must train a BiLSTM on the teacher-labelled transfer set and push a model
+    that the Auto classes load: a run that ignored --augment, kept L_cos, pushed a card describing copied transformer
+    layers, or saved a model without its architecture in config.json would each pass unnoticed otherwise."""
+    import transformers.trainer
+
+    fake = FakeHubApi()
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: fake)
+    output_dir = tmp_path / "bilstm"
+    run_recipe(
+        monkeypatch,
+        "--task_name",
+        "sst2",
+        "--glue_dir",
+        str(glue_dir),
+        *common_args(output_dir, tiny_teacher_dir),
+        "--student_type",
+        "bilstm",
+        "--student_config_overrides",
+        "hidden_size=8,pooling=last,mlp_hidden_size=0",
+        "--augment",
+        "3",
+        "--logging_steps",
+        "1",
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "someone/bilstm-sst2",
+    )
+    results = json.loads((output_dir / "results.json").read_text())
+    transfer = results["transfer_set"]
+    assert transfer["n_iter"] == 3 and transfer["labelled_rows"] == 24 and transfer["rows"] > 24
+    assert results["student_type"] == "bilstm" and results["loss_weights"]["alpha_cos"] == 0.0
+    student = AutoModelForSequenceClassification.from_pretrained(output_dir)
+    assert type(student).__name__ == "BiLSTMForSequenceClassification"
+    assert student.config.hidden_size == 8 and student.config.pooling == "last"
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    logged = [entry for entry in history if "loss" in entry]
+    assert logged and all({"loss_kd", "loss_task"} <= set(e) and "loss_cos" not in e for e in logged)
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(fake.uploaded)
+    assert json.loads(fake.uploaded["config.json"])["model_type"] == "hf_distill_bilstm"
+    card = fake.uploaded["README.md"].decode()
+    assert "BiLSTMForSequenceClassification" in card and "transfer set" in card and "tang2019" in card
+    assert "copied with their weights" not in card
+
+
+def test_recipe_textcnn_on_a_regression_transfer_set(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
+    """STS-B's float scores have no 'no label' value: the recipe must distil the regression head from the teacher
+    alone on the transfer set (--alpha_task 0) and keep the TextCNN's single regression output."""
+    output_dir = tmp_path / "stsb"
+    run_recipe(
+        monkeypatch,
+        "--task_name",
+        "stsb",
+        "--glue_dir",
+        str(glue_dir),
+        *common_args(output_dir, tiny_teacher_dir),
+        "--student_type",
+        "textcnn",
+        "--augment",
+        "2",
+        "--alpha_task",
+        "0",
+    )
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["transfer_set"]["rows"] > 24 and "pearson" in results["student_metrics"]
+    assert AutoModelForSequenceClassification.from_pretrained(output_dir).config.num_labels == 1
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--student_type", "gru"], "--student_type must be one of"),
+        (["--student_type", "bilstm", "--student_layers", "0", "2"], "--student_layers choose a transformer"),
+        (["--student_type", "bilstm", "--alpha_cos", "1"], "pass --alpha_cos 0"),
+        (["--student_config_overrides", "hidden_size=8"], "shape a tiny student"),
+        (["--student_type", "bilstm", "--student_config_overrides", "hiden_size=8"], "no field ['hiden_size']"),
+        (["--student_type", "textcnn", "--student_config_overrides", "kernel_sizes=[]"], "kernel_sizes"),
+        (["--student_type", "textcnn", "--student_config_overrides", "nonsense"], "is not name=value"),
+        (["--student_type", "bilstm", "--student_embedding_init", "glove"], "embedding_init"),
+        (["--augment", "-1"], "--augment must be"),
+        (["--augment", "2", "--augment_p_ng", "2"], "p_ng must be a probability"),
+        (["--augment", "2", "--cotrain_teacher", "true"], "drop --cotrain_teacher or --augment"),
+        (["--augment", "2", "--task_name", "stsb"], "pass --alpha_task 0"),
+    ],
+)
+def test_tiny_student_and_augment_flags_fail_before_any_work(
+    flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch
+):
+    """A contradictory student or transfer-set flag found after the teacher is fine-tuned wastes that run and leaves
+    files behind."""
+    output_dir = tmp_path / "run"
+    task = [] if "--task_name" in flags else ["--task_name", "sst2"]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_recipe(monkeypatch, *task, "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir), *flags)
+    assert not output_dir.exists()

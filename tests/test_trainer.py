@@ -531,3 +531,98 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny_classifier, tmp
             assert a[key] == pytest.approx(b[key], abs=1e-6), (a["step"], key)
     for name, value in full.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, atol=1e-6, rtol=0, msg=name)
+
+
+# ---- tiny students and unlabelled rows (transfer sets) ----------------------------------------------------------
+
+
+def unlabelled_rows(num_rows: int = 32, seed: int = 21):
+    """Rows of which about half have no gold label (`labels == -100`), as in a transfer set."""
+    dataset = random_token_dataset(num_rows, seed=seed)
+    return dataset.map(
+        lambda row, i: {"labels": row["labels"] if i % 2 == 0 or i % 7 == 0 else -100}, with_indices=True
+    )
+
+
+@pytest.mark.parametrize("student_type", ["bilstm", "textcnn"])
+def test_task_loss_counts_only_labelled_rows_and_kd_every_row(student_type, tiny_classifier, tmp_path):
+    """Rows without a gold label (-100) must not enter the task loss (a mean over all rows dilutes it by the share of
+    unlabelled rows), while the soft targets cover every row; a batch with no labelled row gives 0, not NaN."""
+    from hf_distill import make_tiny_student
+
+    teacher = tiny_classifier
+    torch.manual_seed(0)
+    student = make_tiny_student(teacher, student_type, dropout=0.0)
+    trainer = make_trainer(student, teacher, tmp_path, alpha_cos=0.0, alpha_mse=0.5)
+    rows = unlabelled_rows(8)
+    batch = pad_collate([rows[i] for i in range(8)])
+    _, parts = one_batch_loss(trainer, batch)
+    labelled = batch["labels"] != -100
+    assert 0 < int(labelled.sum()) < 8
+    with torch.no_grad():
+        s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert parts["task"] == pytest.approx(
+        torch.nn.functional.cross_entropy(s[labelled], batch["labels"][labelled]).item(), rel=1e-5
+    )
+    assert parts["kd"] == pytest.approx(kd_loss(s, t, temperature=2.0).item(), rel=1e-5)
+    assert parts["mse"] == pytest.approx(mse_loss(s, t).item(), rel=1e-5)
+
+    batch["labels"] = torch.full_like(batch["labels"], -100)
+    loss, parts = one_batch_loss(trainer, batch)
+    assert parts["task"] == 0.0 and math.isfinite(loss.item())
+
+
+def test_gradient_accumulation_is_exact_with_unlabelled_rows(tiny_classifier, tmp_path):
+    """Micro-batches of a transfer set hold different numbers of labelled rows; a task term averaged per micro-batch
+    weighs a lone labelled row like a full batch of them. 8 x 1 and 2 x 4 must agree."""
+    from hf_distill import make_tiny_student
+
+    dataset = unlabelled_rows(32)
+    runs = {}
+    for batch_size, accumulation in ((8, 1), (2, 4)):
+        torch.manual_seed(0)
+        student = make_tiny_student(tiny_classifier, "bilstm", dropout=0.0)
+        trainer = make_trainer(
+            student,
+            tiny_classifier,
+            tmp_path / f"{batch_size}x{accumulation}",
+            dataset=dataset,
+            alpha_cos=0.0,
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            max_steps=3,
+        )
+        runs[(batch_size, accumulation)] = (train_logs(trainer), trainer.model.state_dict())
+    (logs_a, weights_a), (logs_b, weights_b) = runs[(8, 1)], runs[(2, 4)]
+    for a, b in zip(logs_a, logs_b):
+        for key in ("loss", "loss_kd", "loss_task"):
+            assert a[key] == pytest.approx(b[key], abs=1e-5), key
+    for name in weights_a:
+        torch.testing.assert_close(weights_a[name], weights_b[name], atol=1e-5, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_cosine_term_is_refused_for_tiny_students_before_any_work(cached, tiny_classifier, tmp_path):
+    """A BiLSTM has no hidden states comparable to the teacher's; without a check, alpha_cos > 0 (the default) fails
+    at the first step, or worse, compares unrelated vectors. The error comes before the output dir exists."""
+    from hf_distill import cache_teacher_outputs, make_tiny_student
+
+    student = make_tiny_student(tiny_classifier, "textcnn")
+    dataset = random_token_dataset(8)
+    teacher = tiny_classifier
+    if cached:
+        dataset = cache_teacher_outputs(
+            tiny_classifier,
+            dataset,
+            data_collator=pad_collate,
+            hidden_states=True,
+            cache_file_name=str(tmp_path / "cache" / "outputs.arrow"),
+        )
+        teacher = None
+    with pytest.raises(ValueError, match="alpha_cos > 0 .*TextCNNForSequenceClassification.*alpha_cos=0"):
+        make_trainer(student, teacher, tmp_path, dataset=dataset)
+    assert not (tmp_path / "out").exists()
+    trainer = make_trainer(student, teacher, tmp_path, dataset=dataset, alpha_cos=0.0, max_steps=2)
+    logs = train_logs(trainer)
+    assert {"loss_kd", "loss_task"} <= set(logs[-1]) and "loss_cos" not in logs[-1]
