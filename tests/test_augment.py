@@ -44,11 +44,8 @@ def test_masking_rate_and_special_tokens():
         assert all(o in ("[MASK]", w) for o, w in zip(out, words))
     assert 0.08 < masked / total < 0.12
     everything = AugmentationRules(p_mask=1.0, p_ng=0.0)
-    assert augment_words(["[CLS]", "a", "b"], rng, everything, mask_token="[MASK]", protected=frozenset({"[CLS]"})) == [
-        "[CLS]",
-        "[MASK]",
-        "[MASK]",
-    ]
+    out = augment_words(["[CLS]", "a", "b"], rng, everything, mask_token="[MASK]", protected=frozenset({"[CLS]"}))
+    assert out == ["[CLS]", "[MASK]", "[MASK]"]
 
 
 def test_pos_replacement_draws_a_training_word_with_the_same_tag():
@@ -86,7 +83,8 @@ def test_spacy_tagger_tags_the_given_words():
 def test_transfer_set_rows_labels_seed_and_deduplication():
     """Variants that keep the gold label teach the task loss labels nobody gave; duplicates over-weight short
     examples; a run that is not reproducible from its recorded seed cannot be audited."""
-    features = Features({"sentence": Value("string"), "label": ClassLabel(names=["neg", "pos"]), "idx": Value("int32")})
+    labels = ClassLabel(names=["neg", "pos"])
+    features = Features({"sentence": Value("string"), "label": labels, "idx": Value("int32")})
     data = Dataset.from_dict(
         {"sentence": [" ".join(WORDS), "bad", "not good at all"], "label": [1, 0, 0], "idx": [0, 1, 2]},
         features=features,
