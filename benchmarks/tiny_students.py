@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from datasets import DatasetDict
+import torch
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
@@ -38,8 +38,8 @@ from transformers import (
 from benchmarks.common import DEFAULT_GLUE_DIR, RESULTS_DIR, ROOT, minilm_path, sst2_subset, write_result
 from benchmarks.render import update_readme
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, cache_teacher_outputs, make_tiny_student
-from hf_distill.augment import AugmentationRules, augment_dataset, spacy_pos_tagger
-from hf_distill.glue import make_compute_metrics, tokenize_glue
+from hf_distill.augment import AugmentationRules, spacy_pos_tagger
+from hf_distill.glue import make_compute_metrics, tokenize_transfer_set
 from hf_distill.measure import count_parameters, measure_latency
 from hf_distill.teachers import evaluate_teacher
 
@@ -63,8 +63,15 @@ def main() -> None:
     parser.add_argument("--teacher_learning_rate", type=float, default=2e-4)
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--latency_repeats", type=int, default=20)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for everything, latency included: one thread measures the models rather than contention",
+    )
     parser.add_argument("--cache_dir", default=str(ROOT / "benchmarks" / ".cache" / "tiny_students"))
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     task, tokenizer, raw, data = sst2_subset(args.glue_dir, args.train_samples, args.max_seq_length)
     train = data["train"]
@@ -125,18 +132,13 @@ def main() -> None:
             p_pos = 0.0  # recorded in the result's config
     rules = AugmentationRules(n_iter=args.n_iter, p_pos=p_pos, seed=0)
     start = time.perf_counter()
-    transfer_raw = augment_dataset(
-        raw["train"].select(range(len(train))),
-        text_columns=task.text_keys,
-        mask_token=tokenizer.mask_token,
-        rules=rules,
-        protected_tokens=tokenizer.all_special_tokens,
+    transfer, record = tokenize_transfer_set(
+        raw["train"].select(range(len(train))), task, tokenizer, rules, max_seq_length=args.max_seq_length
     )
     augment_s = time.perf_counter() - start
-    transfer = tokenize_glue(DatasetDict(train=transfer_raw), task, tokenizer, max_seq_length=args.max_seq_length)
     # Sorted by length, the teacher's batches hold little padding (training shuffles them anyway).
-    lengths = [len(ids) for ids in transfer["train"]["input_ids"]]
-    transfer_train = transfer["train"].select(sorted(range(len(lengths)), key=lengths.__getitem__))
+    lengths = [len(ids) for ids in transfer["input_ids"]]
+    transfer_train = transfer.select(sorted(range(len(lengths)), key=lengths.__getitem__))
     start = time.perf_counter()
     cached_train = cache_teacher_outputs(
         teacher, train, data_collator=collator, cache_file_name=str(cache / "train_outputs.arrow")
@@ -144,7 +146,7 @@ def main() -> None:
     cached_transfer = cache_teacher_outputs(
         teacher, transfer_train, data_collator=collator, cache_file_name=str(cache / "transfer_outputs.arrow")
     )
-    progress.setdefault("transfer_set", {"rows": len(transfer_raw), "labelled_rows": len(train)})
+    progress.setdefault("transfer_set", {"rows": record["rows"], "labelled_rows": record["labelled_rows"]})
     progress.setdefault("timing", {"augment_s": augment_s, "teacher_labelling_s": time.perf_counter() - start})
     save_progress()
 
@@ -197,7 +199,9 @@ def main() -> None:
 
     if "latency" not in progress:
         models = {"teacher": teacher, **{name: make_tiny_student(teacher, name).eval() for name in STUDENTS}}
-        latency = measure_latency(models, vocab_size=teacher.config.vocab_size, repeats=args.latency_repeats)
+        latency = measure_latency(
+            models, vocab_size=teacher.config.vocab_size, repeats=args.latency_repeats, num_threads=args.threads
+        )
         progress["latency"] = json.loads(json.dumps(latency))  # int keys as strings, as written
         progress["parameters"] = {name: count_parameters(model) for name, model in models.items()}
         save_progress()

@@ -21,6 +21,7 @@ from transformers import PreTrainedModel
 from transformers.utils import logging
 
 from .modeling import load_model
+from .models.tiny_student import make_tiny_student
 
 logger = logging.get_logger(__name__)
 
@@ -410,3 +411,20 @@ def _tie_like_teacher(student: PreTrainedModel, teacher: PreTrainedModel, rename
         ):
             del tied[target]
     student.tie_weights(recompute_mapping=False)
+
+
+def build_student(
+    teacher: PreTrainedModel,
+    student_type: str = "transformer",
+    *,
+    layers: Sequence[int] | None = None,
+    num_layers: int | None = None,
+    embedding_init: str = "teacher",
+    config_overrides: dict[str, Any] | None = None,
+) -> PreTrainedModel:
+    """The student of a `student_type` (the recipe's `--student_type`): `make_student` for `"transformer"`,
+    `make_tiny_student` for `"bilstm"` and `"textcnn"`. The arguments of the other kind must be left unset (see
+    `hf_distill.checks.check_student_flags`)."""
+    if student_type == "transformer":
+        return make_student(teacher, layers=layers, num_layers=num_layers)
+    return make_tiny_student(teacher, student_type, embedding_init=embedding_init, **(config_overrides or {}))

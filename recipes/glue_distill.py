@@ -18,22 +18,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import transformers
-from datasets import DatasetDict
 from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
 
-from hf_distill import (
-    DistillationTrainer,
-    DistillationTrainingArguments,
-    cache_teacher_outputs,
-    make_student,
-    make_tiny_student,
-)
+from hf_distill import DistillationTrainer, DistillationTrainingArguments, cache_teacher_outputs
 from hf_distill.arguments import distillation_settings
-from hf_distill.augment import AugmentationRules, augment_dataset, spacy_pos_tagger
+from hf_distill.augment import AugmentationRules, spacy_pos_tagger
 from hf_distill.card import hub_base_model, write_report_and_card
 from hf_distill.checks import (
     check_augment_flags,
@@ -54,10 +47,11 @@ from hf_distill.glue import (
     make_compute_metrics,
     predict_test_splits,
     tokenize_glue,
+    tokenize_transfer_set,
 )
 from hf_distill.processes import end_processes_together
 from hf_distill.results import format_table
-from hf_distill.student import check_student_layers
+from hf_distill.student import build_student, check_student_layers
 from hf_distill.teacher_modes import teacher_plan
 from hf_distill.teachers import (
     describe_teachers,
@@ -226,10 +220,15 @@ def main() -> None:
         model_args.teacher_model_name_or_path, task, require_head=not finetune, cache_dir=model_args.cache_dir
     )
     extra = load_additional_teachers(model_args.additional_teachers, task, teacher, cache_dir=model_args.cache_dir)
+    student_kind = dict(
+        student_type=model_args.student_type,
+        layers=model_args.student_layers,
+        num_layers=model_args.student_num_layers,
+        embedding_init=model_args.student_embedding_init,
+        config_overrides=overrides,
+    )
     if tiny_student:  # built once to check the flags against the teacher; built again after its fine-tuning
-        make_tiny_student(
-            teacher, model_args.student_type, embedding_init=model_args.student_embedding_init, **overrides
-        )
+        build_student(teacher, **student_kind)
     elif not model_args.student_model_name_or_path:
         check_student_layers(
             teacher.config, layers=model_args.student_layers, num_layers=model_args.student_num_layers
@@ -284,34 +283,22 @@ def main() -> None:
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
-    if student is None and tiny_student:
-        student = make_tiny_student(
-            teacher, model_args.student_type, embedding_init=model_args.student_embedding_init, **overrides
-        )
-    elif student is None:
-        student = make_student(teacher, layers=model_args.student_layers, num_layers=model_args.student_num_layers)
+    if student is None:
+        student = build_student(teacher, **student_kind)
 
     # The teacher modes (README "Teacher modes"): an ensemble or a route of checkpoints, and cached outputs.
     teachers = run_teachers(teacher, extra, route=training_args.teacher_route)
     train_dataset = data["train"]
     transfer_set = None
-    if rules is not None:
-        # The transfer set: the training rows, then their variants (label -100: the task loss skips them), all
-        # labelled by the teacher below.
-        rows = raw["train"].select(range(len(train_dataset)))
-        transfer = augment_dataset(
-            rows,
-            text_columns=task.text_keys,
-            mask_token=tokenizer.mask_token,
-            rules=rules,
-            drop_labels=task.is_regression,
-            protected_tokens=tokenizer.all_special_tokens,
+    if rules is not None:  # the training rows and their variants (label -100), labelled by the teacher below
+        train_dataset, transfer_set = tokenize_transfer_set(
+            raw["train"].select(range(len(train_dataset))),
+            task,
+            tokenizer,
+            rules,
+            max_seq_length=data_args.max_seq_length,
             pos_tagger=pos_tagger,
         )
-        train_dataset = tokenize_glue(
-            DatasetDict(train=transfer), task, tokenizer, max_seq_length=data_args.max_seq_length
-        )["train"]
-        transfer_set = {**asdict(rules), "labelled_rows": len(rows), "rows": len(transfer)}
     if model_args.cache_teacher_outputs or rules is not None:
         with training_args.main_process_first(desc="caching teacher outputs"):
             train_dataset = cache_teacher_outputs(

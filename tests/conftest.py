@@ -164,7 +164,7 @@ def target_label_rows(num_rows: int) -> tuple[Dataset, object]:
     return rows, collate
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def glue_dir() -> Path:
     if not GLUE_DIR.is_dir():
         pytest.skip(f"real GLUE data not found at {GLUE_DIR}")

@@ -6,7 +6,7 @@
 - `hf_distill.glue.evaluation`: `evaluate_splits` and `predict_test_splits` (`run_glue.py`'s prediction files).
 """
 
-from .data import load_glue, tokenize_glue
+from .data import load_glue, tokenize_glue, tokenize_transfer_set
 from .evaluation import evaluate_splits, predict_test_splits, prediction_file_name
 from .metrics import GLUE_METRIC_PATH, compute_glue_metrics, make_compute_metrics
 from .tasks import GLUE_CITATION, GLUE_TASKS, HUB_DATASET, GlueTask, get_task, main_metric
@@ -26,4 +26,5 @@ __all__ = [
     "predict_test_splits",
     "prediction_file_name",
     "tokenize_glue",
+    "tokenize_transfer_set",
 ]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -24,6 +25,7 @@ from transformers import (
 )
 from transformers.utils import logging
 
+from ..augment import AugmentationRules, PosTagger, augment_dataset
 from .tasks import HUB_DATASET, GlueTask, get_task
 
 logger = logging.get_logger(__name__)
@@ -398,3 +400,40 @@ def tokenize_glue(
         drop = [c for c in dataset.column_names if c not in ("label",)]
         processed[split] = dataset.map(encode, batched=True, remove_columns=drop, desc=f"Tokenizing {split}")
     return DatasetDict(processed)
+
+
+def tokenize_transfer_set(
+    train: datasets.Dataset,
+    task: GlueTask,
+    tokenizer: PreTrainedTokenizerBase,
+    rules: AugmentationRules,
+    *,
+    max_seq_length: int = 128,
+    pos_tagger: PosTagger | None = None,
+) -> tuple[datasets.Dataset, dict[str, Any]]:
+    """The GLUE training rows expanded into a transfer set (`hf_distill.augment`), tokenised.
+
+    Args:
+        train (`datasets.Dataset`): The raw training rows kept for the run (the first `max_train_samples`).
+        task (`GlueTask`): The task, for its text columns and label type (a regression task's labels are dropped:
+            the whole set is then distilled with `alpha_task=0`).
+        tokenizer (`PreTrainedTokenizerBase`): The teacher's tokenizer: its mask token, its special tokens.
+        rules (`AugmentationRules`): The rules and seed.
+        max_seq_length (`int`, *optional*, defaults to 128): Truncation length.
+        pos_tagger (`PosTagger`, *optional*): For `rules.p_pos > 0`.
+
+    Returns:
+        The tokenised transfer set (the training rows first, then the variants labelled `-100`), and its record for
+        `results.json` and the card: the rules, `labelled_rows` and `rows`.
+    """
+    transfer = augment_dataset(
+        train,
+        text_columns=task.text_keys,
+        mask_token=tokenizer.mask_token,
+        rules=rules,
+        drop_labels=task.is_regression,
+        protected_tokens=tokenizer.all_special_tokens,
+        pos_tagger=pos_tagger,
+    )
+    tokenized = tokenize_glue(DatasetDict(train=transfer), task, tokenizer, max_seq_length=max_seq_length)["train"]
+    return tokenized, {**asdict(rules), "labelled_rows": len(train), "rows": len(transfer)}
