@@ -20,6 +20,7 @@ labels the whole transfer set with the teacher.
 from __future__ import annotations
 
 import importlib.util
+import numbers
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -66,12 +67,14 @@ class AugmentationRules:
         for name in ("n_iter", "max_ngram", "seed"):
             value = getattr(self, name)
             low = 0 if name == "seed" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"augmentation {name} must be an integer >= {low}, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy integers are stored as the int they equal
         for name in ("p_mask", "p_pos", "p_ng"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"augmentation {name} must be a probability in [0, 1], got {value!r}")
+            object.__setattr__(self, name, float(value))
         if self.p_mask + self.p_pos > 1.0:
             raise ValueError(
                 f"p_mask + p_pos must be at most 1 (a word is masked or replaced, not both), got "
@@ -156,10 +159,10 @@ def augment_words(
 def augment_dataset(
     dataset: Dataset,
     *,
-    text_columns: Sequence[str],
+    text_columns: str | Sequence[str],
     mask_token: str | None,
     rules: AugmentationRules | None = None,
-    label_column: str = "label",
+    label_column: str | None = None,
     drop_labels: bool = False,
     protected_tokens: Sequence[str] = (),
     pos_tagger: PosTagger | None = None,
@@ -183,8 +186,9 @@ def augment_dataset(
         mask_token (`str`, *optional*): The tokenizer's mask token (`tokenizer.mask_token`); required when
             `rules.p_mask > 0`.
         rules (`AugmentationRules`, *optional*): The probabilities, `n_iter` and seed; Tang et al.'s by default.
-        label_column (`str`, *optional*, defaults to `"label"`): The gold-label column (if the dataset has one), set
-            to `-100` in the variants.
+        label_column (`str`, *optional*): The gold-label column, set to `-100` in the variants; by default the first
+            of `label`, `labels` and `label_ids` that the dataset has (none: the dataset is unlabelled). A
+            `ClassLabel` column becomes plain `int64` (its names cannot hold -100); the model's `id2label` keeps them.
         drop_labels (`bool`, *optional*, defaults to `False`): Remove the label column from the result, every row
             then unlabelled (distil with `alpha_task=0`). Required for float labels (regression, multi-label), which
             have no "no label" value that the task loss skips.
@@ -200,11 +204,27 @@ def augment_dataset(
             `p_pos > 0` without a tagger.
     """
     rules = rules or AugmentationRules()
+    text_columns = [text_columns] if isinstance(text_columns, str) else list(text_columns)
+    if label_column is None:
+        label_column = next((c for c in ("label", "labels", "label_ids") if c in dataset.column_names), "label")
+    elif label_column not in dataset.column_names:
+        raise ValueError(
+            f"label_column={label_column!r} is not a column of the dataset ({dataset.column_names}); name the "
+            "gold-label column, or leave label_column unset for an unlabelled dataset"
+        )
     missing = [c for c in text_columns if c not in dataset.column_names]
     if not text_columns or missing:
         raise ValueError(
             f"augment_dataset needs the text columns {missing or 'text_columns'}; the dataset has "
             f"{dataset.column_names}"
+        )
+    not_text = [
+        c for c in text_columns if getattr(dataset.features[c], "dtype", None) not in ("string", "large_string")
+    ]
+    if not_text:
+        raise ValueError(
+            f"the text columns {not_text} hold {[str(dataset.features[c]) for c in not_text]}, not strings; name the "
+            "columns of raw text (before tokenisation)"
         )
     if rules.p_mask > 0 and not mask_token:
         raise ValueError(

@@ -50,9 +50,13 @@ def _is_hub_id(name: str) -> bool:
     return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None and not name.startswith(".")
 
 
-def _usage(model_id: str, pipeline_tag: str, glue_task: GlueTask | None) -> str:
+def _usage(model_id: str, pipeline_tag: str, glue_task: GlueTask | None, *, tiny_student: bool = False) -> str:
+    # A BiLSTM or TextCNN student is an architecture transformers knows only once hf_distill has registered it.
+    imports = (
+        "import hf_distill  # registers the student's architecture with the Auto classes\n" if tiny_student else ""
+    )
     if pipeline_tag != "text-classification":
-        return f'from transformers import pipeline\n\nmodel = pipeline("{pipeline_tag}", model="{model_id}")'
+        return f'{imports}from transformers import pipeline\n\nmodel = pipeline("{pipeline_tag}", model="{model_id}")'
     # STS-B has one regression output: the raw score is wanted, not a softmax over a single logit.
     options = ', function_to_apply="none"' if glue_task is not None and glue_task.is_regression else ""
     if glue_task is not None and glue_task.sentence2_key is not None:
@@ -60,7 +64,7 @@ def _usage(model_id: str, pipeline_tag: str, glue_task: GlueTask | None) -> str:
     else:
         call = 'classifier("A charming and affecting journey.")'
     return (
-        "from transformers import pipeline\n\n"
+        f"{imports}from transformers import pipeline\n\n"
         f'classifier = pipeline("text-classification", model="{model_id}"{options})\n'
         f"print({call})"
     )
@@ -287,7 +291,7 @@ def model_card(
         _markdown_table(("", "Teacher", "Student"), _size_speed_rows(report)),
         speed_note,
         "## How to use",
-        f"```python\n{_usage(hub_model_id or model_name, pipeline_tag, glue_task)}\n```",
+        f"```python\n{_usage(hub_model_id or model_name, pipeline_tag, glue_task, tiny_student=tiny)}\n```",
         "## Training procedure",
         f"Distilled from {teacher_link} with these settings:",
         "\n".join(f"- {name}: {value}" for name, value in hyperparameters.items()),

@@ -114,15 +114,25 @@ def check_teacher_student(teacher: PreTrainedModel, student: PreTrainedModel, *,
             )
 
 
-def check_student_terms(student: Any, *, terms: Collection[str]) -> None:
-    """Refuse loss terms the student cannot take part in, before any teacher is loaded or run.
+def check_student_terms(student: Any, *, terms: Collection[str], args: Any = None) -> None:
+    """Refuse loss terms and settings the student cannot take part in, before any teacher is loaded or run.
 
     A student whose class sets `supports_hidden_state_distillation = False` (the BiLSTM and TextCNN students of
-    `hf_distill.models`) has no hidden states comparable to a transformer's, so `L_cos` is refused for it.
+    `hf_distill.models`) has no hidden states comparable to a transformer's, so `L_cos` is refused for it; and
+    `gradient_checkpointing` is refused for a model that does not support it (`Trainer` says so only in `train()`).
 
     Raises:
-        ValueError: If `"cos"` is active for such a student.
+        ValueError: If `"cos"` is active for such a student, or `args.gradient_checkpointing` for one that cannot.
     """
+    if (
+        getattr(args, "gradient_checkpointing", False)
+        and isinstance(student, PreTrainedModel)
+        and not student.supports_gradient_checkpointing
+    ):
+        raise ValueError(
+            f"gradient_checkpointing=True, but {type(student).__name__} does not support activation checkpointing; "
+            "drop --gradient_checkpointing (a small student rarely needs it)"
+        )
     if "cos" in terms and not getattr(student, "supports_hidden_state_distillation", True):
         raise ValueError(
             f"alpha_cos > 0 compares the student's last hidden states with the teacher's, but "

@@ -323,7 +323,7 @@ def resolve_teachers(
     Raises:
         ValueError: For a missing, ambiguous or incompatible teacher, naming which one and the fix.
     """
-    check_student_terms(student, terms=terms)
+    check_student_terms(student, terms=terms, args=args)
     cache = cached_columns(getattr(train_dataset, "column_names", None))
     if teacher_model is None and not cache:
         raise ValueError(

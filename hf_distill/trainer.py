@@ -191,7 +191,7 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
     def call_model_init(self, trial: Any = None) -> nn.Module:
         """`Trainer.call_model_init`, with each new student (one per search trial) checked against the teacher."""
         model = super().call_model_init(trial)
-        check_student_terms(model, terms=self.loss_weights)
+        check_student_terms(model, terms=self.loss_weights, args=self.args)
         for position, teacher in enumerate(getattr(self, "teacher_models", [])):
             name = f"teacher {position}" if len(self.teacher_models) > 1 else None
             check_teacher(self.accelerator.unwrap_model(teacher), model, self.loss_weights, name)

@@ -35,6 +35,7 @@ from hf_distill.checks import (
     check_run_flags,
     check_same_tokenization,
     check_student_flags,
+    check_student_terms,
     check_teacher_student,
     parse_config_overrides,
     plan_resume,
@@ -149,10 +150,13 @@ def main() -> None:
     parser = HfArgumentParser((ModelArguments, DataArguments, DistillationTrainingArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
         model_args, data_args, training_args = parser.parse_json_file(sys.argv[1])
-        given = set(json.loads(Path(sys.argv[1]).read_text()))
+        alpha_cos_given = "alpha_cos" in json.loads(Path(sys.argv[1]).read_text())
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses()
-        given = {arg[2:].partition("=")[0] for arg in sys.argv[1:] if arg.startswith("--")}
+        # Parsed again with a marker default, so that every spelling argparse accepts (--alpha-cos, an
+        # abbreviation) counts as given.
+        parser.set_defaults(alpha_cos=parser)
+        alpha_cos_given = parser.parse_known_args()[0].alpha_cos is not parser
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     logger.warning(
@@ -178,7 +182,7 @@ def main() -> None:
         config_overrides=overrides,
         embedding_init=model_args.student_embedding_init,
         terms=distillation_settings(training_args)[1],
-        alpha_cos_given="alpha_cos" in given,
+        alpha_cos_given=alpha_cos_given,
     )
     if tiny_student and training_args.alpha_cos > 0:
         logger.info("--student_type %s has no hidden states for L_cos: alpha_cos set to 0", model_args.student_type)
@@ -228,7 +232,8 @@ def main() -> None:
         config_overrides=overrides,
     )
     if tiny_student:  # built once to check the flags against the teacher; built again after its fine-tuning
-        build_student(teacher, **student_kind)
+        terms = distillation_settings(training_args)[1]
+        check_student_terms(build_student(teacher, **student_kind), terms=terms, args=training_args)
     elif not model_args.student_model_name_or_path:
         check_student_layers(
             teacher.config, layers=model_args.student_layers, num_layers=model_args.student_num_layers

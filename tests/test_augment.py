@@ -135,3 +135,20 @@ def test_refusals_before_any_work():
         AugmentationRules(n_iter=0)
     with pytest.raises(ValueError, match="p_ng"):
         AugmentationRules(p_ng=1.5)
+
+
+def test_label_column_names_other_than_label_and_odd_inputs():
+    """A dataset whose gold labels sit in `labels` (the Trainer's name) was taken as unlabelled: every variant kept
+    its example's gold label and entered the task loss. Non-text columns and a bare column name fail clearly."""
+    data = Dataset.from_dict({"sentence": ["a b c", "d e f"], "labels": [0, 1]})
+    rules = AugmentationRules(n_iter=3, seed=1)
+    out = augment_dataset(data, text_columns="sentence", mask_token="[MASK]", rules=rules)
+    assert out["labels"][:2] == [0, 1] and len(out) > 2 and set(out["labels"][2:]) == {-100}
+    with pytest.raises(ValueError, match="label_column='target'"):
+        augment_dataset(data, text_columns=["sentence"], mask_token="[MASK]", label_column="target")
+    numbers = Dataset.from_dict({"sentence": [1, 2], "label": [0, 1]})
+    with pytest.raises(ValueError, match="not strings"):
+        augment_dataset(numbers, text_columns=["sentence"], mask_token="[MASK]")
+    import numpy as np
+
+    assert AugmentationRules(n_iter=np.int64(2), p_mask=np.float32(0.5)).n_iter == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, pipeline
+from transformers import AutoConfig, AutoModelForSequenceClassification, BertForSequenceClassification, pipeline
 
 from hf_distill import (
     BiLSTMConfig,
@@ -16,7 +16,7 @@ from hf_distill import (
 )
 from hf_distill.models.tiny_student import project_embeddings
 
-from .conftest import VOCAB_SIZE
+from .conftest import VOCAB_SIZE, tiny_bert_config
 
 TYPES = ["bilstm", "textcnn"]
 CLASSES = {"bilstm": BiLSTMForSequenceClassification, "textcnn": TextCNNForSequenceClassification}
@@ -139,7 +139,10 @@ def test_make_tiny_student_takes_vocabulary_labels_and_embeddings_from_the_teach
     assert student.config.vocab_size == VOCAB_SIZE and student.config.num_labels == 3
     assert student.config.id2label == {0: "neg", 1: "neu", 2: "pos"}
     assert student.config.pad_token_id == tiny_classifier.config.pad_token_id
-    assert torch.equal(student.get_input_embeddings().weight, teacher_table)
+    pad = tiny_classifier.config.pad_token_id
+    copied = student.get_input_embeddings().weight
+    assert torch.equal(copied[pad + 1 :], teacher_table[pad + 1 :]) and torch.equal(copied[:pad], teacher_table[:pad])
+    assert not copied[pad].any()  # the padding row is zero, as in a fresh nn.Embedding(padding_idx=...)
     assert student.get_input_embeddings().weight.data_ptr() != teacher_table.data_ptr()
     assert student.config.distillation == {"teacher": None, "student_type": student_type, "embedding_init": "teacher"}
     assert student.training
@@ -179,6 +182,9 @@ def test_make_tiny_student_refuses_what_cannot_work(tiny_classifier, tiny_tagger
         make_tiny_student(tiny_classifier, "gru")
     with pytest.raises(ValueError, match="embedding_init"):
         make_tiny_student(tiny_classifier, "bilstm", embedding_init="glove")
+    wide = BertForSequenceClassification(tiny_bert_config(hidden_size=128, num_attention_heads=2))
+    with pytest.raises(ValueError, match="principal components"):
+        make_tiny_student(wide, "textcnn", embedding_dim=100)  # more components than the 99 tokens give
 
 
 def test_pipeline_runs_a_saved_student_with_the_teachers_tokenizer(minilm_path, tmp_path):
@@ -193,3 +199,17 @@ def test_pipeline_runs_a_saved_student_with_the_teachers_tokenizer(minilm_path, 
     classifier = pipeline("text-classification", model=str(tmp_path))
     result = classifier(["a charming film", "dull"])
     assert len(result) == 2 and {r["label"] for r in result} <= {"LABEL_0", "LABEL_1"}
+
+
+def test_bilstm_runs_under_cpu_autocast_on_equal_lengths():
+    """oneDNN has no bf16 LSTM for a batch whose rows all have one length (batch size 1 included): `--bf16` on a CPU
+    trained, then crashed in evaluation, in a pipeline, or in the recipe's latency measurement after training."""
+    model = tiny("bilstm")
+    inputs = batch([6, 6], 6)
+    with torch.no_grad():
+        reference = model(**inputs).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = model(**inputs).logits
+            single = model(**{k: v[:1] for k, v in inputs.items()}).logits
+    torch.testing.assert_close(autocast.float(), reference, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(single.float(), reference[:1], atol=2e-2, rtol=2e-2)

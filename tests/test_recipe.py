@@ -757,7 +757,7 @@ def test_recipe_tiny_student_on_a_transfer_set_and_push(glue_dir, tiny_teacher_d
     assert json.loads(fake.uploaded["config.json"])["model_type"] == "hf_distill_bilstm"
     card = fake.uploaded["README.md"].decode()
     assert "BiLSTMForSequenceClassification" in card and "transfer set" in card and "tang2019" in card
-    assert "copied with their weights" not in card
+    assert "copied with their weights" not in card and "import hf_distill" in card
 
 
 def test_recipe_textcnn_on_a_regression_transfer_set(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
@@ -789,6 +789,9 @@ def test_recipe_textcnn_on_a_regression_transfer_set(glue_dir, tiny_teacher_dir,
         (["--student_type", "gru"], "--student_type must be one of"),
         (["--student_type", "bilstm", "--student_layers", "0", "2"], "--student_layers choose a transformer"),
         (["--student_type", "bilstm", "--alpha_cos", "1"], "pass --alpha_cos 0"),
+        (["--student_type", "bilstm", "--alpha-cos", "0.5"], "pass --alpha_cos 0"),
+        (["--student_type", "bilstm", "--alpha_co", "0.5"], "pass --alpha_cos 0"),
+        (["--student_type", "bilstm", "--gradient_checkpointing", "true"], "does not support activation"),
         (["--student_config_overrides", "hidden_size=8"], "shape a tiny student"),
         (["--student_type", "bilstm", "--student_config_overrides", "hiden_size=8"], "no field ['hiden_size']"),
         (["--student_type", "textcnn", "--student_config_overrides", "kernel_sizes=[]"], "kernel_sizes"),

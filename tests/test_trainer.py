@@ -623,6 +623,9 @@ def test_cosine_term_is_refused_for_tiny_students_before_any_work(cached, tiny_c
     with pytest.raises(ValueError, match="alpha_cos > 0 .*TextCNNForSequenceClassification.*alpha_cos=0"):
         make_trainer(student, teacher, tmp_path, dataset=dataset)
     assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="gradient_checkpointing=True, but TextCNNForSequenceClassification"):
+        make_trainer(student, teacher, tmp_path, dataset=dataset, alpha_cos=0.0, gradient_checkpointing=True)
+    assert not (tmp_path / "out").exists()
     trainer = make_trainer(student, teacher, tmp_path, dataset=dataset, alpha_cos=0.0, max_steps=2)
     logs = train_logs(trainer)
     assert {"loss_kd", "loss_task"} <= set(logs[-1]) and "loss_cos" not in logs[-1]

@@ -95,7 +95,13 @@ class BiLSTMForSequenceClassification(TinySequenceClassifier):
     def encode(self, embeddings: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # `pack_padded_sequence` needs the lengths on the CPU: one device-to-host copy per batch on a GPU.
         packed = nn.utils.rnn.pack_padded_sequence(embeddings, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, (final, _) = self.encoder(packed)
+        if embeddings.device.type == "cpu":
+            # oneDNN has no reduced-precision LSTM for every batch shape (one where all rows have the same length
+            # fails), so under CPU autocast (`--bf16`) the LSTM runs in its weights' dtype; GPUs keep cuDNN's.
+            with torch.autocast("cpu", enabled=False):
+                outputs, (final, _) = self.encoder(packed.to(self.encoder.weight_ih_l0.dtype))
+        else:
+            outputs, (final, _) = self.encoder(packed)
         if self.config.pooling == "last":
             # The last layer's forward state after the last real token and backward state after the first.
             return torch.cat([final[-2], final[-1]], dim=-1)

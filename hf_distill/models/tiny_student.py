@@ -127,6 +127,12 @@ def make_tiny_student(
                 f"embedding_dim={dim} is larger than the teacher's embeddings ({teacher_dim}), which "
                 f"embedding_init='teacher' copies; use embedding_dim <= {teacher_dim}, or embedding_init='random'"
             )
+        vocab = teacher_embeddings.shape[0]
+        if isinstance(dim, int) and not isinstance(dim, bool) and teacher_dim > dim > vocab:
+            raise ValueError(
+                f"embedding_dim={dim} needs {dim} principal components of the teacher's embeddings, but its "
+                f"{vocab}-token vocabulary gives at most {vocab}; use embedding_dim <= {vocab} or {teacher_dim}"
+            )
     config = config_class(
         vocab_size=teacher_embeddings.shape[0],
         pad_token_id=getattr(text_config, "pad_token_id", None),
@@ -149,7 +155,10 @@ def make_tiny_student(
             logger.info(
                 "Teacher embeddings projected from %d to %d dimensions (PCA)", teacher_dim, config.embedding_dim
             )
+        weight = student.get_input_embeddings().weight
         with torch.no_grad():
-            student.get_input_embeddings().weight.copy_(table.to(student.get_input_embeddings().weight.device))
+            weight.copy_(table.to(weight.device))
+            if config.pad_token_id is not None and 0 <= config.pad_token_id < weight.shape[0]:
+                weight[config.pad_token_id].zero_()  # as a fresh `nn.Embedding(padding_idx=...)` has it
     student.train()
     return student
