@@ -550,6 +550,25 @@ CASES = [
         "has no hidden states comparable to a transformer's",
     ),
     (
+        "tiny-student-gradient-checkpointing",
+        "trainer",
+        lambda t: _trainer(
+            t, student=make_tiny_student(_teacher(), "textcnn"), alpha_cos=0.0, gradient_checkpointing=True
+        ),
+        "does not support activation checkpointing",
+    ),
+    (
+        "augment-label-column-missing",
+        "augment_dataset",
+        lambda t: augment_dataset(
+            Dataset.from_dict({"sentence": ["a b"], "labels": [0]}),
+            text_columns=["sentence"],
+            mask_token="[MASK]",
+            label_column="target",
+        ),
+        "is not a column of the dataset",
+    ),
+    (
         "tiny-student-unknown-field",
         "make_tiny_student",
         lambda t: make_tiny_student(_teacher(), "bilstm", hiden_size=300),
