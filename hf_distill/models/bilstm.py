@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedConfig
 
-from .sequence_classifier import TinySequenceClassifier, check_dropout, check_positive_ints
+from .sequence_classifier import TinySequenceClassifier, check_dropout, check_ints
 
 POOLINGS = ("max", "last")
 
@@ -55,13 +55,8 @@ class BiLSTMConfig(PreTrainedConfig):
     pad_token_id: int | None = 0
 
     def __post_init__(self, **kwargs) -> None:
-        check_positive_ints(self, "vocab_size", "embedding_dim", "hidden_size", "num_layers")
-        if (
-            isinstance(self.mlp_hidden_size, bool)
-            or not isinstance(self.mlp_hidden_size, int)
-            or self.mlp_hidden_size < 0
-        ):
-            raise ValueError(f"BiLSTMConfig.mlp_hidden_size must be an integer >= 0, got {self.mlp_hidden_size!r}")
+        check_ints(self, "vocab_size", "embedding_dim", "hidden_size", "num_layers")
+        check_ints(self, "mlp_hidden_size", minimum=0)
         if self.pooling not in POOLINGS:
             raise ValueError(f"BiLSTMConfig.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         check_dropout(self)

@@ -15,12 +15,12 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 
-def check_positive_ints(config: PreTrainedConfig, *names: str) -> None:
-    """Raise `ValueError` naming the first of `names` whose value in `config` is not a positive integer."""
+def check_ints(config: PreTrainedConfig, *names: str, minimum: int = 1) -> None:
+    """Raise `ValueError` naming the first of `names` whose value in `config` is not an integer >= `minimum`."""
     for name in names:
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{type(config).__name__}.{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def check_dropout(config: PreTrainedConfig, name: str = "dropout") -> None:

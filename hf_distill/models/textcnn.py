@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedConfig
 
-from .sequence_classifier import TinySequenceClassifier, check_dropout, check_positive_ints
+from .sequence_classifier import TinySequenceClassifier, check_dropout, check_ints
 
 
 class TextCNNConfig(PreTrainedConfig):
@@ -49,7 +49,7 @@ class TextCNNConfig(PreTrainedConfig):
     pad_token_id: int | None = 0
 
     def __post_init__(self, **kwargs) -> None:
-        check_positive_ints(self, "vocab_size", "embedding_dim", "num_filters")
+        check_ints(self, "vocab_size", "embedding_dim", "num_filters")
         sizes = self.kernel_sizes
         if (
             not isinstance(sizes, (list, tuple))
@@ -60,12 +60,7 @@ class TextCNNConfig(PreTrainedConfig):
                 f"TextCNNConfig.kernel_sizes must be a non-empty list of positive integers, got {sizes!r}"
             )
         self.kernel_sizes = list(sizes)
-        if (
-            isinstance(self.mlp_hidden_size, bool)
-            or not isinstance(self.mlp_hidden_size, int)
-            or self.mlp_hidden_size < 0
-        ):
-            raise ValueError(f"TextCNNConfig.mlp_hidden_size must be an integer >= 0, got {self.mlp_hidden_size!r}")
+        check_ints(self, "mlp_hidden_size", minimum=0)
         check_dropout(self)
         super().__post_init__(**kwargs)
 
