@@ -71,6 +71,10 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
     - regression heads (`num_labels == 1`): `L_kd` is the MSE between predictions; multi-label heads
       (`problem_type="multi_label_classification"`) use a per-label Bernoulli KL.
 
+    A student need not be a transformer: the BiLSTM and TextCNN students of `hf_distill.make_tiny_student` distil
+    through `L_kd` and `L_mse` (they have no hidden states for `L_cos`, which is refused for them). Rows labelled
+    `-100` (the variants of a transfer set, `hf_distill.augment`) are skipped by the task loss and kept by the others.
+
     Each active term is logged on its own in `state.log_history` as `loss_kd`, `loss_task`, `loss_cos` and
     `loss_mse` (unweighted), next to `loss` (the weighted sum). Terms with weight 0 are neither computed nor logged.
 
