@@ -209,8 +209,9 @@ def _tiny_students(result: dict[str, Any]) -> list[str]:
         f"### Tiny students on real SST-2 (dev, {config['dev_rows']} rows)",
         "",
         f"Teacher: all-MiniLM-L6-v2 fine-tuned 1 epoch on {config['train_samples']} shuffled SST-2 train rows "
-        f"(accuracy {summary['teacher_accuracy']:.4f}). Students: `make_tiny_student` (the teacher's vocabulary and "
-        f"input embeddings), {config['epochs']:g} epochs on the labelled rows or {config['augmented_epochs']:g} on "
+        f"(accuracy {summary['teacher_accuracy']:.4f}). Students: `make_tiny_student` (the teacher's vocabulary; its "
+        f"input embeddings projected to {config['embedding_dim']} dimensions), {config['epochs']:g} epochs on the "
+        f"labelled rows or {config['augmented_epochs']:g} on "
         f"the transfer set ({config['rows']} rows: the {config['labelled_rows']} labelled ones and their variants; "
         f"n_iter {rules['n_iter']}, p_mask {rules['p_mask']}, p_pos {rules['p_pos']}, p_ng {rules['p_ng']}), "
         f"learning rate {config['learning_rate']:g}, evaluated at the end of training; median (min – max) over "

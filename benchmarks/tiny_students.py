@@ -3,9 +3,10 @@
     .venv/bin/python -m benchmarks.tiny_students [--train_samples 4000] [--seeds 0 1 2] [--n_iter 20]
 
 Teacher: the packaged all-MiniLM-L6-v2 fine-tuned on a shuffled subset of real SST-2 train (seed 0, as in the
-teacher-modes benchmark). Students: `make_tiny_student(teacher, "bilstm" | "textcnn")`, the teacher's vocabulary and
-input embeddings. For each student type and seed, three runs on the same labelled rows, evaluated on the full SST-2
-dev set (872 rows) at the end of training (no selection on dev):
+teacher-modes benchmark). Students: `make_tiny_student(teacher, "bilstm" | "textcnn", embedding_dim=128)`, the
+teacher's vocabulary and input embeddings projected from 384 to 128 dimensions (PCA). For each student type and
+seed, three runs on the same labelled rows, evaluated on the full SST-2 dev set (872 rows) at the end of training
+(no selection on dev):
 
 - labels only: `transformers.Trainer` on the gold labels;
 - distilled: `DistillationTrainer` on the teacher's cached outputs for the labelled rows (alpha_cos=0);
@@ -54,6 +55,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=STUDENTS)
     parser.add_argument("--n_iter", type=int, default=10)
+    parser.add_argument(
+        "--embedding_dim",
+        type=int,
+        default=128,
+        help="the students' embeddings: the teacher's projected down (PCA); the teacher's own size is 384",
+    )
     parser.add_argument("--p_pos", type=float, default=0.1, help="0 when no tagger is installed")
     parser.add_argument("--epochs", type=float, default=5.0, help="epochs over the labelled rows")
     parser.add_argument("--augmented_epochs", type=float, default=1.0, help="epochs over the transfer set")
@@ -152,7 +159,7 @@ def main() -> None:
 
     def run(student_type: str, variant: str, seed: int) -> dict:
         set_seed(seed)
-        student = make_tiny_student(teacher, student_type)
+        student = make_tiny_student(teacher, student_type, embedding_dim=args.embedding_dim)
         augmented = variant == "augmented"
         settings = dict(
             output_dir="",
@@ -198,7 +205,10 @@ def main() -> None:
                 save_progress()
 
     if "latency" not in progress:
-        models = {"teacher": teacher, **{name: make_tiny_student(teacher, name).eval() for name in STUDENTS}}
+        models = {
+            "teacher": teacher,
+            **{name: make_tiny_student(teacher, name, embedding_dim=args.embedding_dim).eval() for name in STUDENTS},
+        }
         latency = measure_latency(
             models, vocab_size=teacher.config.vocab_size, repeats=args.latency_repeats, num_threads=args.threads
         )
