@@ -238,9 +238,38 @@ def _tiny_students(result: dict[str, Any]) -> list[str]:
         f"speedup at batch 32: **{summary['bilstm_speedup_b32']:.1f}×** (target ≥ 20×). Latency: seq len "
         f"{latency['seq_len']}, {latency['repeats']} interleaved rounds, teacher and students in one run.",
         "",
+        *_tiny_student_variations(result),
         _provenance(result),
     ]
     return lines
+
+
+def _tiny_student_variations(main: dict[str, Any]) -> list[str]:
+    """Rows for the follow-up runs (`tiny_students_<name>.json`): the settings that differ from the main run's, and
+    the medians they gave."""
+    paths = sorted(RESULTS_DIR.glob("tiny_students_*.json"))
+    if not paths:
+        return []
+    lines = [
+        "#### What was tried after the main run",
+        "",
+        "| run | changed settings | seeds | student | labels only | distilled | distilled + augmented | gain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ignored = {"name", "variants", "reuse_runs_from", "reused_from", "cache_dir"}
+    for path in paths:
+        result = json.loads(path.read_text())
+        config = result["config"]
+        changed = {k: v for k, v in config.items() if k not in ignored and main["config"].get(k) != v}
+        settings = ", ".join(f"{k}={v}" for k, v in changed.items()) or "none"
+        for name, variants in result["results"]["table"].items():
+            cells = " | ".join(f"{v['median']:.4f}" for v in variants.values())
+            gain = result["summary"].get(f"{name}_kd_gain_points")
+            lines.append(
+                f"| {result['benchmark'].removeprefix('tiny_students_')} | {settings} | {len(config['seeds'])} | "
+                f"{name} | {cells} | {gain:+.2f} |"
+            )
+    return lines + [""]
 
 
 def _inference(result: dict[str, Any]) -> list[str]:

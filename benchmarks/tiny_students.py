@@ -77,6 +77,14 @@ def main() -> None:
         help="torch threads for everything, latency included: one thread measures the models rather than contention",
     )
     parser.add_argument("--cache_dir", default=str(ROOT / "benchmarks" / ".cache" / "tiny_students"))
+    parser.add_argument("--name", default="tiny_students", help="the result file (a variation: tiny_students_<what>)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--reuse_runs_from",
+        default=None,
+        help="a finished result (e.g. tiny_students) whose runs of the variants this one does not change (labels "
+        "only, distilled: not --augmented_*) and latency are taken over when their settings equal this run's",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -95,7 +103,7 @@ def main() -> None:
         disable_tqdm=True,
         logging_steps=50,
     )
-    progress_path = RESULTS_DIR / "tiny_students.partial.json"
+    progress_path = RESULTS_DIR / f"{args.name}.partial.json"
     progress = json.loads(progress_path.read_text()) if progress_path.exists() else {}
 
     def save_progress() -> None:
@@ -194,15 +202,23 @@ def main() -> None:
             "steps": trainer.state.global_step,
         }
 
+    if args.reuse_runs_from:
+        reuse(progress, args)
+        save_progress()
     for seed in args.seeds:
         for student_type in args.students:
-            for variant in VARIANTS:
+            for variant in args.variants:
                 key = f"{student_type}/{variant}/seed{seed}"
                 if key in progress:
                     continue
                 progress[key] = run(student_type, variant, seed)
                 print(key, progress[key], flush=True)
                 save_progress()
+    missing = [f"{t}/{v}/seed{s}" for s in args.seeds for t in args.students for v in VARIANTS]
+    missing = [key for key in missing if key not in progress]
+    if missing:
+        print(f"progress saved in {progress_path}; still to run or reuse: {missing}", flush=True)
+        return
 
     if "latency" not in progress:
         models = {
@@ -243,16 +259,53 @@ def main() -> None:
         "median_accuracy": {name: {v: table[name][v]["median"] for v in VARIANTS} for name in args.students},
         "parameters": progress["parameters"],
     }
-    config = vars(args) | {"augmentation": asdict(rules), "dev_rows": len(dev), **progress["transfer_set"]}
+    config = vars(args) | {
+        "reused_from": progress.get("reused_from"),
+        "augmentation": asdict(rules),
+        "dev_rows": len(dev),
+        **progress["transfer_set"],
+    }
     runs = {key: value for key, value in progress.items() if key.count("/") == 2}
     write_result(
-        "tiny_students",
+        args.name,
         config=config,
         results={"table": table, "runs": runs, "latency": progress["latency"], "timing": progress["timing"]},
         summary=summary,
     )
     progress_path.unlink()
     update_readme()
+
+
+# The settings that decide the labels-only and distilled runs and the latency: equal ones give equal runs.
+_SHARED_SETTINGS = (
+    "train_samples",
+    "seeds",
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "teacher_learning_rate",
+    "max_seq_length",
+    "embedding_dim",
+    "threads",
+    "latency_repeats",
+)
+
+
+def reuse(progress: dict, args: argparse.Namespace) -> None:
+    """Take over the runs of another result that this run's changed settings do not touch, after checking that the
+    settings they depend on are equal (an unequal one stops the benchmark)."""
+    source = json.loads((RESULTS_DIR / f"{args.reuse_runs_from}.json").read_text())
+    theirs = source["config"]
+    different = {name: (theirs.get(name), getattr(args, name)) for name in _SHARED_SETTINGS}
+    different = {name: pair for name, pair in different.items() if pair[0] != pair[1]}
+    if different:
+        raise SystemExit(f"cannot reuse the runs of {args.reuse_runs_from}: settings differ {different}")
+    for key, value in source["results"]["runs"].items():
+        if not key.split("/")[1] == "augmented":
+            progress.setdefault(key, value)
+    progress.setdefault("latency", source["results"]["latency"])
+    progress.setdefault("parameters", source["summary"]["parameters"])
+    progress["reused_from"] = args.reuse_runs_from
 
 
 if __name__ == "__main__":
