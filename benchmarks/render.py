@@ -100,7 +100,7 @@ def _quality(result: dict[str, Any]) -> list[str]:
 
 def _investigations() -> list[str]:
     """Rows for the follow-up runs (`quality_sst2_<name>.json`): what was changed and what it gave."""
-    paths = sorted(RESULTS_DIR.glob("quality_sst2_*.json"))
+    paths = sorted(p for p in RESULTS_DIR.glob("quality_sst2_*.json") if not p.name.endswith(".partial.json"))
     if not paths:
         return []
     lines = [
@@ -236,7 +236,8 @@ def _tiny_students(result: dict[str, Any]) -> list[str]:
         "",
         f"KD gain (distilled + augmented − labels only, medians): {gains} (target ≥ +2 for the BiLSTM). BiLSTM "
         f"speedup at batch 32: **{summary['bilstm_speedup_b32']:.1f}×** (target ≥ 20×). Latency: seq len "
-        f"{latency['seq_len']}, {latency['repeats']} interleaved rounds, teacher and students in one run.",
+        f"{latency['seq_len']}, {latency['repeats']} interleaved rounds, teacher and students in one run, "
+        f"{latency['num_threads']} torch thread(s).",
         "",
         *_tiny_student_variations(result),
         _provenance(result),
@@ -247,7 +248,7 @@ def _tiny_students(result: dict[str, Any]) -> list[str]:
 def _tiny_student_variations(main: dict[str, Any]) -> list[str]:
     """Rows for the follow-up runs (`tiny_students_<name>.json`): the settings that differ from the main run's, and
     the medians they gave."""
-    paths = sorted(RESULTS_DIR.glob("tiny_students_*.json"))
+    paths = sorted(p for p in RESULTS_DIR.glob("tiny_students_*.json") if not p.name.endswith(".partial.json"))
     if not paths:
         return []
     lines = [
