@@ -270,6 +270,13 @@ def _tiny_student_variations(main: dict[str, Any]) -> list[str]:
                 f"| {result['benchmark'].removeprefix('tiny_students_')} | {settings} | {len(config['seeds'])} | "
                 f"{name} | {cells} | {gain:+.2f} |"
             )
+    reused = sorted({json.loads(p.read_text())["config"].get("reused_from") for p in paths} - {None})
+    if reused:
+        lines += [
+            "",
+            f"Runs that change only the transfer-set training take their labels-only and distilled runs (and latency) "
+            f"from {', '.join(f'`{name}`' for name in reused)}, whose settings for those runs are equal (checked).",
+        ]
     return lines + [""]
 
 
