@@ -699,18 +699,16 @@ def test_teacher_mode_flags_that_cannot_work_fail_before_any_work(
     flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch
 ):
     """A contradictory teacher-mode flag found after the teacher is fine-tuned wastes that run and leaves files."""
-    output_dir = tmp_path / "run"
     flags = [str(tiny_teacher_dir) if flag == "TINY_BASE" else flag for flag in flags]  # a base model: no head
+    assert_refused_before_any_work(flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch)
+
+
+def assert_refused_before_any_work(flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch) -> None:
+    """The recipe on sst2 (unless `flags` names a task) with `flags` raises `message`, and no output dir exists."""
+    output_dir = tmp_path / "run"
+    task = [] if "--task_name" in flags else ["--task_name", "sst2"]
     with pytest.raises(ValueError, match=re.escape(message)):
-        run_recipe(
-            monkeypatch,
-            "--task_name",
-            "sst2",
-            "--glue_dir",
-            str(glue_dir),
-            *common_args(output_dir, tiny_teacher_dir),
-            *flags,
-        )
+        run_recipe(monkeypatch, *task, "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir), *flags)
     assert not output_dir.exists()
 
 
@@ -808,8 +806,4 @@ def test_tiny_student_and_augment_flags_fail_before_any_work(
 ):
     """A contradictory student or transfer-set flag found after the teacher is fine-tuned wastes that run and leaves
     files behind."""
-    output_dir = tmp_path / "run"
-    task = [] if "--task_name" in flags else ["--task_name", "sst2"]
-    with pytest.raises(ValueError, match=re.escape(message)):
-        run_recipe(monkeypatch, *task, "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir), *flags)
-    assert not output_dir.exists()
+    assert_refused_before_any_work(flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch)
