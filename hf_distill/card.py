@@ -360,8 +360,8 @@ def write_report_and_card(
         task, teacher_metrics, student_metrics, args, training_time_s: As in `DistillationReport.from_models`.
         seq_len (`int`): The sequence length of the latency inputs.
         latency_repeats (`int`, *optional*, defaults to 5): Interleaved rounds of `measure_latency`.
-        **card_kwargs: `teacher_name` and `teacher_finetuning` for the report; the rest (`base_model`,
-            `hub_model_id`, `eval_rows`, ...) for `model_card`.
+        **card_kwargs: `teacher_name`, `teacher_finetuning`, `transfer_set` and `train_rows` for the report,
+            `eval_rows` for both; the rest (`base_model`, `hub_model_id`, ...) for `model_card`.
 
     Returns:
         `DistillationReport`: The report written.
@@ -386,6 +386,8 @@ def write_report_and_card(
         teacher_name=card_kwargs.pop("teacher_name", None),
         teacher_finetuning=card_kwargs.pop("teacher_finetuning", None),
         transfer_set=card_kwargs.pop("transfer_set", None),
+        train_rows=card_kwargs.pop("train_rows", None),
+        eval_rows=card_kwargs.get("eval_rows"),
     )
     output_dir = Path(output_dir)
     report.save_json(output_dir / "results.json")

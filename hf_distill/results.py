@@ -127,6 +127,8 @@ class DistillationReport:
         embedding_init (`str`, *optional*): A tiny student's embedding start (`"teacher"` or `"random"`).
         transfer_set (`dict[str, Any]`, *optional*): The augmentation rules, seed and row counts of a transfer set
             (`hf_distill.augment`) the student was trained on.
+        train_rows (`int`, *optional*): The rows the student trained on (a transfer set's rows included).
+        eval_rows (`int`, *optional*): The rows both models were scored on (of the first validation split).
         main_metric (`str`, *optional*):
             The metric that retention is computed on; defaults to the GLUE task's main metric (`glue.main_metric`).
             Required for a task outside GLUE.
@@ -158,6 +160,8 @@ class DistillationReport:
     student_type: str = "transformer"
     embedding_init: str | None = None
     transfer_set: dict[str, Any] | None = None
+    train_rows: int | None = None
+    eval_rows: int | None = None
     main_metric: str | None = None
     latency: dict[str, Any] | None = None
     training_time_s: float | None = None
@@ -208,6 +212,8 @@ class DistillationReport:
         teacher_finetuning: dict[str, Any] | None = None,
         main_metric: str | None = None,
         transfer_set: dict[str, Any] | None = None,
+        train_rows: int | None = None,
+        eval_rows: int | None = None,
     ) -> DistillationReport:
         """Build a report from the two models and the training arguments, measuring sizes on the way.
 
@@ -229,6 +235,7 @@ class DistillationReport:
             teacher_finetuning (`dict[str, Any]`, *optional*): See the class docstring.
             main_metric (`str`, *optional*): See the class docstring.
             transfer_set (`dict[str, Any]`, *optional*): See the class docstring.
+            train_rows (`int`, *optional*), eval_rows (`int`, *optional*): See the class docstring.
 
         Returns:
             `DistillationReport`: The report.
@@ -260,6 +267,8 @@ class DistillationReport:
             student_type=record.get("student_type", "transformer"),
             embedding_init=record.get("embedding_init"),
             transfer_set=transfer_set,
+            train_rows=train_rows,
+            eval_rows=eval_rows,
             main_metric=main_metric,
             latency=latency,
             training_time_s=training_time_s,
@@ -383,4 +392,34 @@ def format_table(report: DistillationReport) -> str:
         f"{label:<{widths[0]}}  {teacher:>{widths[1]}}  {student:>{widths[2]}}".rstrip()
         for label, teacher, student in rows
     ]
+    data = describe_data(report)
+    if data:
+        lines.append(data)
     return "\n".join(lines)
+
+
+def describe_data(report: DistillationReport) -> str | None:
+    """One line on what the scores mean: how the teacher was made, what the student trained on, what both were
+    scored on. `None` when the report records none of it."""
+    parts = []
+    stage = report.teacher_finetuning
+    if stage:
+        epochs = stage.get("training", {}).get("num_train_epochs")
+        rows = stage.get("train_rows")
+        parts.append(
+            "teacher fine-tuned here"
+            + (f" for {epochs:g} epoch(s)" if isinstance(epochs, (int, float)) else "")
+            + (f" on {rows:,} train rows" if rows else "")
+        )
+    elif report.teacher:
+        parts.append("teacher used as given")
+    if report.train_rows:
+        epochs = report.hyperparameters.get("num_train_epochs")
+        parts.append(
+            "student trained"
+            + (f" for {epochs:g} epoch(s)" if isinstance(epochs, (int, float)) else "")
+            + f" on {report.train_rows:,} rows"
+        )
+    if report.eval_rows:
+        parts.append(f"both scored on {report.eval_rows:,} {report.task} validation rows")
+    return ("What the numbers mean: " + "; ".join(parts) + ".") if parts else None

@@ -366,6 +366,7 @@ def main() -> None:
             teacher_finetuning=teacher_stage,
             base_model=base_model,
             hub_model_id=training_args.hub_model_id,
+            train_rows=len(train_dataset),
             eval_rows=len(eval_sets[task.validation_splits[0]]),
             eval_rows_available=len(raw[task.validation_splits[0]]),
             validation_file=data_args.validation_file,

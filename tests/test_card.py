@@ -233,6 +233,26 @@ def test_format_table_shows_metrics_sizes_and_speed(report):
     assert "loss" not in lines and "runtime" not in lines
 
 
+def test_format_table_says_what_the_numbers_mean(report):
+    """A table that hides how the teacher was made and what the scores were measured on reads as a full-scale
+    result when it is a 4,000-row demo: the closing line must give the teacher's fine-tuning, the student's rows and
+    epochs and the rows scored, and be absent when the report records none of it."""
+    assert "What the numbers mean" not in format_table(dataclasses.replace(report, teacher=None))
+    described = dataclasses.replace(
+        report,
+        teacher_finetuning={"train_rows": 4000, "training": {"num_train_epochs": 1.0, "learning_rate": 2e-4}},
+        train_rows=4000,
+        eval_rows=872,
+        hyperparameters={"num_train_epochs": 2.0},
+    )
+    last = format_table(described).splitlines()[-1]
+    assert last == (
+        "What the numbers mean: teacher fine-tuned here for 1 epoch(s) on 4,000 train rows; student trained for 2 "
+        "epoch(s) on 4,000 rows; both scored on 872 sst2 validation rows."
+    )
+    assert format_table(report).splitlines()[-1] == "What the numbers mean: teacher used as given."
+
+
 def test_model_card_front_matter_and_body(report):
     """A card whose YAML the Hub cannot parse, or that drops the base model, the citations or the settings."""
     text = model_card(report, model_name="bert-sst2-distilled", base_model=TEACHER_ID, hub_model_id="me/bert-sst2")

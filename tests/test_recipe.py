@@ -129,6 +129,8 @@ def test_recipe_runs_every_glue_task_offline(task_name, glue_dir, tiny_teacher_d
         assert {"validation_matched_" + metric, "validation_mismatched_" + metric} <= set(student_keys)
     assert results["student_parameters"] < results["teacher_parameters"]
     assert results["teacher_layers"] == [0, 2]
+    # What the numbers mean: the rows the student trained on and the rows both were scored on.
+    assert (results["train_rows"], results["eval_rows"]) == (24, 20)  # --max_train_samples, --max_eval_samples
     student = AutoModelForSequenceClassification.from_pretrained(output_dir)
     assert student.config.num_labels == task.num_labels
     assert student.config.num_hidden_layers == 2

@@ -1,0 +1,168 @@
+"""A GLUE table, DistilBERT-style: the recipe run as a user would on every task with local train data.
+
+    .venv/bin/python -m benchmarks.glue [--tasks cola mrpc ...] [--threads 1]
+
+Each task runs `recipes/glue_distill.py` in its own process: the packaged all-MiniLM-L6-v2 fine-tuned on the task's
+full train set (`--teacher_finetune_epochs`), then distilled into `make_student`'s default student (every other
+layer) from cached teacher outputs, both evaluated on the full dev set. SST-2's teacher is the one
+`benchmarks.quality_sst2` fine-tuned on all of SST-2 train and chose on dev (run that first), passed to the recipe
+as a fine-tuned teacher. The settings of each task are in `TASKS` and in the table.
+
+A finished task (its `results.json`) is read back, so an interrupted table resumes at the task it stopped in. A
+teacher near chance (within 5 points of the majority class or of a zero correlation) is reported and left out of the
+macro score. Writes benchmarks/results/glue.json and refreshes the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import DEFAULT_GLUE_DIR, ROOT, minilm_path, write_result
+from benchmarks.render import update_readme
+from hf_distill.glue import get_task
+from hf_distill.teachers import chance_level
+
+# What every task shares: the recipe's flags as a user would pass them.
+COMMON_FLAGS = [
+    "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128", "--max_seq_length", "128",
+    "--warmup_steps", "0.06", "--weight_decay", "0.01", "--train_sampling_strategy", "group_by_length",
+    "--cache_teacher_outputs", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
+    "--logging_steps", "50", "--seed", "42", "--base_model_id", "sentence-transformers/all-MiniLM-L6-v2",
+]  # fmt: skip
+
+# Per task: the teacher's fine-tuning epochs and learning rate (None: a teacher fine-tuned elsewhere), the student's.
+TASKS: dict[str, dict[str, Any]] = {
+    "cola": {"teacher_epochs": 3, "teacher_learning_rate": 1e-4, "epochs": 3, "learning_rate": 1e-4},
+    "sst2": {"teacher_epochs": None, "teacher_learning_rate": None, "epochs": 1, "learning_rate": 1e-4},
+    "mrpc": {"teacher_epochs": 3, "teacher_learning_rate": 1e-4, "epochs": 3, "learning_rate": 1e-4},
+    "stsb": {"teacher_epochs": 3, "teacher_learning_rate": 1e-4, "epochs": 3, "learning_rate": 1e-4},
+    "rte": {"teacher_epochs": 3, "teacher_learning_rate": 1e-4, "epochs": 3, "learning_rate": 1e-4},
+    "wnli": {"teacher_epochs": 3, "teacher_learning_rate": 1e-4, "epochs": 3, "learning_rate": 1e-4},
+}
+# The teacher `benchmarks.quality_sst2` fine-tunes on all of SST-2 train (its default settings) and chooses on dev.
+SST2_TEACHER = ROOT / "benchmarks" / ".cache" / "teacher_sst2_full_3ep_lr0.0001"
+NEAR_CHANCE_MARGIN = 0.05
+
+
+def recipe_command(task: str, settings: dict[str, Any], glue_dir: str, output_dir: Path) -> list[str]:
+    """The recipe's command line for one task."""
+    command = [sys.executable, str(ROOT / "recipes" / "glue_distill.py"), "--task_name", task, "--glue_dir", glue_dir]
+    if settings["teacher_epochs"] is None:
+        if not (SST2_TEACHER / "teacher.json").is_file():
+            raise SystemExit(f"{task}: the SST-2 teacher is not trained yet; run `python -m benchmarks.quality_sst2`")
+        command += ["--teacher_model_name_or_path", str(SST2_TEACHER / "best")]
+    else:
+        command += [
+            "--teacher_model_name_or_path", minilm_path(),
+            "--teacher_finetune_epochs", f"{settings['teacher_epochs']:g}",
+            "--teacher_learning_rate", f"{settings['teacher_learning_rate']:g}",
+        ]  # fmt: skip
+    command += [
+        "--num_train_epochs", f"{settings['epochs']:g}", "--learning_rate", f"{settings['learning_rate']:g}",
+        "--output_dir", str(output_dir), *COMMON_FLAGS,
+    ]  # fmt: skip
+    return command
+
+
+def run_task(task: str, settings: dict[str, Any], *, glue_dir: str, work: Path, threads: int | None) -> dict:
+    """Run (or read back) one task's recipe run: its `results.json`."""
+    output_dir = work / task
+    results = output_dir / "results.json"
+    if not results.is_file():
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
+        log = work / f"{task}.log"
+        work.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as handle:
+            completed = subprocess.run(
+                recipe_command(task, settings, glue_dir, output_dir), env=env, stdout=handle, stderr=subprocess.STDOUT
+            )
+        if completed.returncode != 0:
+            raise SystemExit(f"{task}: the recipe failed (exit {completed.returncode}); see {log}")
+    return json.loads(results.read_text())
+
+
+def dev_labels(task: str, glue_dir: str) -> list:
+    from hf_distill.glue import load_glue
+
+    spec = get_task(task)
+    return list(load_glue(spec, glue_dir=glue_dir)[spec.validation_splits[0]]["label"])
+
+
+def task_row(report: dict[str, Any], *, chance: float, settings: dict[str, Any]) -> dict[str, Any]:
+    """One task's row of the table from the recipe's `results.json`: the main metric of both models, retention,
+    and whether the teacher is near chance (`NEAR_CHANCE_MARGIN` above the chance level)."""
+    metric = report["main_metric"]
+    teacher, student = report["teacher_metrics"][metric], report["student_metrics"][metric]
+    return {
+        "metric": metric,
+        "teacher": teacher,
+        "student": student,
+        "retention": student / teacher if teacher > 0 else None,
+        "chance": chance,
+        "teacher_near_chance": teacher <= chance + NEAR_CHANCE_MARGIN,
+        "teacher_metrics": report["teacher_metrics"],
+        "student_metrics": report["student_metrics"],
+        "settings": settings,
+        "teacher_layers": report.get("teacher_layers"),
+        "training_time_s": report.get("training_time_s"),
+        "speedup": report.get("speedup"),
+    }
+
+
+def summarise(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The macro scores over the tasks whose teacher is above chance, and their ratio (DistilBERT's Table 1).
+
+    Raises:
+        SystemExit: When every teacher is near chance (there is no macro score to give).
+    """
+    counted = [task for task, row in rows.items() if not row["teacher_near_chance"]]
+    if not counted:
+        raise SystemExit("every teacher is near chance: no macro score")
+    teacher_macro = statistics.mean(rows[task]["teacher"] for task in counted)
+    student_macro = statistics.mean(rows[task]["student"] for task in counted)
+    return {
+        "glue_macro_retention": student_macro / teacher_macro,
+        "teacher_macro": teacher_macro,
+        "student_macro": student_macro,
+        "tasks_counted": counted,
+        "tasks_near_chance": [task for task in rows if task not in counted],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--glue_dir", default=str(DEFAULT_GLUE_DIR))
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each recipe run.")
+    parser.add_argument("--work_dir", default=str(ROOT / "benchmarks" / ".cache" / "glue"))
+    parser.add_argument("--no_report", action="store_true", help="Run the tasks only.")
+    args = parser.parse_args()
+    work = Path(args.work_dir)
+
+    rows = {}
+    for task in args.tasks:
+        report = run_task(task, TASKS[task], glue_dir=args.glue_dir, work=work, threads=args.threads)
+        chance = chance_level(get_task(task), dev_labels(task, args.glue_dir))
+        rows[task] = task_row(report, chance=chance, settings=TASKS[task])
+    if args.no_report:
+        return
+    write_result(
+        "glue",
+        config=vars(args) | {"common_flags": COMMON_FLAGS, "near_chance_margin": NEAR_CHANCE_MARGIN},
+        results={"tasks": rows},
+        summary=summarise(rows),
+    )
+    update_readme()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The benchmarks' own logic, on hand-written results: the GLUE table's macro score, its near-chance rule, the recipe
+command lines it runs, and the README sections rendered from result files. No model is trained here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from transformers import HfArgumentParser
+
+from benchmarks import glue, quality_sst2, render
+from hf_distill import DistillationTrainingArguments
+
+from .test_recipe import load_recipe
+
+
+def _report(metric: str, teacher: float, student: float) -> dict:
+    """The fields of a recipe `results.json` that the GLUE table reads."""
+    return {
+        "main_metric": metric,
+        "teacher_metrics": {metric: teacher, "loss": 0.5},
+        "student_metrics": {metric: student, "loss": 0.6},
+        "teacher_layers": [0, 2, 4],
+        "training_time_s": 12.0,
+        "speedup": {"1": 2.1, "32": 1.9},
+    }
+
+
+@pytest.fixture
+def rows() -> dict[str, dict]:
+    settings = {"teacher_epochs": 3, "teacher_learning_rate": 1e-4, "epochs": 3, "learning_rate": 1e-4}
+    return {
+        "sst2": glue.task_row(_report("accuracy", 0.90, 0.88), chance=0.509, settings=settings),
+        "cola": glue.task_row(_report("matthews_correlation", 0.40, 0.30), chance=0.0, settings=settings),
+        "wnli": glue.task_row(_report("accuracy", 0.56, 0.56), chance=0.563, settings=settings),
+    }
+
+
+def test_glue_macro_leaves_out_near_chance_teachers_and_is_a_ratio_of_means(rows):
+    """A near-chance teacher (WNLI) counted in the macro score makes retention look better than it is (a chance
+    student "retains" 100%), and a mean of per-task ratios is not DistilBERT's macro retention."""
+    assert [task for task, row in rows.items() if row["teacher_near_chance"]] == ["wnli"]
+    summary = glue.summarise(rows)
+    assert summary["tasks_counted"] == ["sst2", "cola"] and summary["tasks_near_chance"] == ["wnli"]
+    assert summary["teacher_macro"] == pytest.approx(0.65)
+    assert summary["student_macro"] == pytest.approx(0.59)
+    assert summary["glue_macro_retention"] == pytest.approx(0.59 / 0.65)
+    assert summary["glue_macro_retention"] != pytest.approx((0.88 / 0.90 + 0.30 / 0.40) / 2)
+    with pytest.raises(SystemExit, match="every teacher is near chance"):
+        glue.summarise({"wnli": rows["wnli"]})
+
+
+def test_glue_near_chance_margin_and_zero_teacher():
+    """A teacher a hair above the majority class was counted as a real teacher; a teacher scoring exactly 0 (a
+    correlation) divided by zero."""
+    settings = glue.TASKS["rte"]
+    assert glue.task_row(_report("accuracy", 0.57, 0.55), chance=0.527, settings=settings)["teacher_near_chance"]
+    assert not glue.task_row(_report("accuracy", 0.60, 0.55), chance=0.527, settings=settings)["teacher_near_chance"]
+    zero = glue.task_row(_report("pearson", 0.0, 0.1), chance=0.0, settings=settings)
+    assert zero["retention"] is None and zero["teacher_near_chance"]
+
+
+def test_glue_commands_parse_with_the_recipe(tmp_path, monkeypatch):
+    """The table is the recipe run as a user would: every command line it builds must parse with the recipe's own
+    parser (a renamed flag would only fail after an hour of other tasks), and SST-2 must refuse to start without the
+    quality benchmark's teacher instead of fine-tuning another one silently."""
+    recipe = load_recipe()
+    parser = HfArgumentParser((recipe.ModelArguments, recipe.DataArguments, DistillationTrainingArguments))
+    monkeypatch.setattr(glue, "SST2_TEACHER", tmp_path / "missing")
+    with pytest.raises(SystemExit, match="quality_sst2"):
+        glue.recipe_command("sst2", glue.TASKS["sst2"], "glue", tmp_path / "out")
+    teacher = tmp_path / "teacher"
+    (teacher / "best").mkdir(parents=True)
+    (teacher / "teacher.json").write_text("{}")
+    monkeypatch.setattr(glue, "SST2_TEACHER", teacher)
+    for task, settings in glue.TASKS.items():
+        command = glue.recipe_command(task, settings, "glue", tmp_path / task)
+        model_args, data_args, args = parser.parse_args_into_dataclasses(args=command[2:])
+        assert data_args.task_name == task and model_args.cache_teacher_outputs
+        assert args.num_train_epochs == settings["epochs"] and args.learning_rate == settings["learning_rate"]
+        assert args.train_sampling_strategy == "group_by_length"
+        if settings["teacher_epochs"] is None:
+            assert model_args.teacher_model_name_or_path == str(teacher / "best")
+            assert model_args.teacher_finetune_epochs == 0
+        else:
+            assert model_args.teacher_finetune_epochs == settings["teacher_epochs"]
+
+
+def test_glue_section_marks_uncounted_tasks(rows):
+    """The README table must say which teacher was near chance and left out, and give the macro retention."""
+    result = {
+        "command": "python -m benchmarks.glue",
+        "date": "2026-12-02",
+        "summary": glue.summarise(rows),
+        "results": {"tasks": rows},
+    }
+    text = "\n".join(render._glue(result))
+    wnli = next(line for line in text.splitlines() if line.startswith("| wnli"))
+    assert "near chance 0.563: not counted" in wnli
+    assert "retention 90.77%" in text and "over sst2, cola" in text
+
+
+def test_quality_section_reports_the_dev_selected_teacher_and_per_seed_gains():
+    """The quality table must state how the teacher was chosen (its epoch and accuracy) and the seed-controlled KD
+    gains, read from the result file rather than typed."""
+    variant = {"description": "(b)", "accuracies": [0.86, 0.87, 0.88], "median": 0.87, "min": 0.86, "max": 0.88}
+    result = {
+        "command": "python -m benchmarks.quality_sst2",
+        "date": "2026-12-02",
+        "config": {"dev_rows": 872, "epochs": 1.0, "learning_rate": 1e-4},
+        "summary": {
+            "teacher_accuracy": 0.9,
+            "retention": 0.87 / 0.9,
+            "kd_gain_points": 1.5,
+            "kd_gain_points_per_seed": [1.0, 1.5, 2.0],
+            "random_init_accuracy": 0.8,
+        },
+        "results": {
+            "teacher": {
+                "train_rows": 67349,
+                "epochs": 3.0,
+                "learning_rate": 1e-4,
+                "batch_size": 32,
+                "warmup": 0.06,
+                "best": {"epoch": 2.5, "accuracy": 0.9},
+            },
+            "variants": {"b": variant},
+        },
+    }
+    text = "\n".join(render._quality(result))
+    assert "fine-tuned on 67,349 SST-2 train rows for 3 epochs" in text
+    assert "(epoch 2.5, accuracy 0.9000)" in text
+    assert "+1.00, +1.50, +2.00" in text and "**96.67%**" in text
+
+
+def test_quality_runs_are_claimed_once_and_stale_claims_taken_over(tmp_path):
+    """Two benchmark processes side by side trained the same run twice (half an hour of CPU each); a claim left by an
+    interrupted process must not block its run forever, nor may an empty claim file."""
+    run = tmp_path / "b_seed0.json"
+    assert quality_sst2.claim(run)
+    assert (tmp_path / "b_seed0.claim").read_text() == str(os.getpid())
+    assert not quality_sst2.claim(run)  # held by a live process (this one)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "b_seed0.claim").write_text(finished.stdout.strip())  # a process that has exited
+    assert quality_sst2.claim(run)
+    (tmp_path / "c_seed0.claim").write_text("")
+    assert quality_sst2.claim(tmp_path / "c_seed0.json")
