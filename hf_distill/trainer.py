@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import datasets
 import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
@@ -256,6 +257,27 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
         return super().prediction_step(
             model, self._student_inputs(model, inputs), prediction_loss_only, ignore_keys=ignore_keys
         )
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """`Trainer`'s sampler, with the lengths of `group_by_length` / `batch_rebalance` read as one column.
+
+        Without a length column, `Trainer` measures each example by reading it whole, row by row: on a dataset with
+        cached teacher outputs that decodes every hidden state (minutes for SST-2) before the first step. The
+        lengths here are the same (`len` of the model's first input), read from that column alone.
+        """
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        args = self.args
+        if (
+            args.train_sampling_strategy in ("group_by_length", "batch_rebalance")
+            and isinstance(dataset, datasets.Dataset)
+            and args.length_column_name not in dataset.column_names
+        ):
+            names = getattr(self.processing_class, "model_input_names", None) or ["input_ids"]
+            if names[0] in dataset.column_names:
+                column = dataset.select_columns([names[0]]).with_format(None)[names[0]]
+                lengths = [len(ids) for ids in column]
+                dataset = dataset.select_columns([names[0]]).add_column(args.length_column_name, lengths)
+        return super()._get_train_sampler(dataset)
 
     # ---- gradient accumulation -------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from datasets import Dataset, load_from_disk
-from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
+from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast, Trainer
 
 from hf_distill import DistillationTrainer, cache_teacher_outputs
 from hf_distill.teacher_cache import CACHE_COLUMNS
@@ -294,3 +294,37 @@ def test_non_finite_cached_outputs_are_refused_at_the_first_step(tiny_classifier
     corrupted = cached.map(lambda row: {"teacher_logits": [[float("nan")] * 3]})
     with pytest.raises(ValueError, match="NaN or inf values in \\['logits'\\]"):
         train_without_cos(student_like(tiny_classifier), corrupted, tmp_path, pad_collate)
+
+
+@pytest.mark.parametrize("strategy", ["group_by_length", "batch_rebalance"])
+def test_length_grouping_reads_lengths_from_one_column(tiny_classifier, tmp_path, monkeypatch, strategy):
+    """`Trainer` measured each example for `group_by_length` by reading it whole, row by row: on SST-2 with cached
+    hidden states that took minutes before the first step. The sampler must get the same lengths from the input
+    column alone, on a selected subset too, and give `Trainer`'s own order."""
+    dataset = random_token_dataset(40, seed=2)
+    cached = cache_teacher_outputs(tiny_classifier, dataset, batch_size=8, hidden_states=True).select(range(3, 35))
+    trainer = DistillationTrainer(
+        model=student_like(tiny_classifier),
+        args=make_args(tmp_path, train_sampling_strategy=strategy),
+        train_dataset=cached,
+        data_collator=pad_collate,
+    )
+    rows_read: list[int] = []
+    original = Dataset.__getitem__
+
+    def counting_getitem(self, key):
+        if isinstance(key, int) and "teacher_hidden_states" in self.column_names:
+            rows_read.append(key)  # a whole example, cached outputs included
+        return original(self, key)
+
+    monkeypatch.setattr(Dataset, "__getitem__", counting_getitem)
+    torch.manual_seed(0)
+    ours = list(trainer._get_train_sampler())
+    assert not rows_read, "lengths were read row by row"
+    monkeypatch.setattr(Dataset, "__getitem__", original)
+    expected = [len(ids) for ids in dataset.select(range(3, 35))["input_ids"]]
+    torch.manual_seed(0)
+    reference = list(Trainer._get_train_sampler(trainer, cached.add_column("length", expected)))
+    assert ours == reference
+    indices = [index for item in ours for index in (item if isinstance(item, list) else [item])]  # rebalance: batches
+    assert sorted(indices) == list(range(32))
