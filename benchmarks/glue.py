@@ -71,10 +71,10 @@ def recipe_command(task: str, settings: dict[str, Any], glue_dir: str, output_di
     return command
 
 
-def run_task(task: str, settings: dict[str, Any], *, glue_dir: str, work: Path, threads: int | None) -> dict:
+def run_task(command: list[str], *, output_dir: Path, threads: int | None) -> dict:
     """Run (or read back) one task's recipe run: its `results.json`."""
-    output_dir = work / task
     results = output_dir / "results.json"
+    task, work = output_dir.name, output_dir.parent
     if not results.is_file():
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         if threads:
@@ -82,9 +82,7 @@ def run_task(task: str, settings: dict[str, Any], *, glue_dir: str, work: Path, 
         log = work / f"{task}.log"
         work.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as handle:
-            completed = subprocess.run(
-                recipe_command(task, settings, glue_dir, output_dir), env=env, stdout=handle, stderr=subprocess.STDOUT
-            )
+            completed = subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
         if completed.returncode != 0:
             raise SystemExit(f"{task}: the recipe failed (exit {completed.returncode}); see {log}")
     return json.loads(results.read_text())
@@ -148,9 +146,11 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work_dir)
 
+    # Every command line first: a task that cannot start (SST-2 before its teacher) stops the table before any work.
+    commands = {task: recipe_command(task, TASKS[task], args.glue_dir, work / task) for task in args.tasks}
     rows = {}
     for task in args.tasks:
-        report = run_task(task, TASKS[task], glue_dir=args.glue_dir, work=work, threads=args.threads)
+        report = run_task(commands[task], output_dir=work / task, threads=args.threads)
         chance = chance_level(get_task(task), dev_labels(task, args.glue_dir))
         rows[task] = task_row(report, chance=chance, settings=TASKS[task])
     if args.no_report:
