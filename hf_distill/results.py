@@ -398,6 +398,10 @@ def format_table(report: DistillationReport) -> str:
     return "\n".join(lines)
 
 
+def _epochs(count: float) -> str:
+    return f"{count:g} epoch" + ("" if count == 1 else "s")
+
+
 def describe_data(report: DistillationReport) -> str | None:
     """One line on what the scores mean: how the teacher was made, what the student trained on, what both were
     scored on. `None` when the report records none of it."""
@@ -408,7 +412,7 @@ def describe_data(report: DistillationReport) -> str | None:
         rows = stage.get("train_rows")
         parts.append(
             "teacher fine-tuned here"
-            + (f" for {epochs:g} epoch(s)" if isinstance(epochs, (int, float)) else "")
+            + (f" for {_epochs(epochs)}" if isinstance(epochs, (int, float)) else "")
             + (f" on {rows:,} train rows" if rows else "")
         )
     elif report.teacher:
@@ -417,7 +421,7 @@ def describe_data(report: DistillationReport) -> str | None:
         epochs = report.hyperparameters.get("num_train_epochs")
         parts.append(
             "student trained"
-            + (f" for {epochs:g} epoch(s)" if isinstance(epochs, (int, float)) else "")
+            + (f" for {_epochs(epochs)}" if isinstance(epochs, (int, float)) else "")
             + f" on {report.train_rows:,} rows"
         )
     if report.eval_rows:

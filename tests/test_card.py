@@ -247,8 +247,8 @@ def test_format_table_says_what_the_numbers_mean(report):
     )
     last = format_table(described).splitlines()[-1]
     assert last == (
-        "What the numbers mean: teacher fine-tuned here for 1 epoch(s) on 4,000 train rows; student trained for 2 "
-        "epoch(s) on 4,000 rows; both scored on 872 sst2 validation rows."
+        "What the numbers mean: teacher fine-tuned here for 1 epoch on 4,000 train rows; student trained for 2 "
+        "epochs on 4,000 rows; both scored on 872 sst2 validation rows."
     )
     assert format_table(report).splitlines()[-1] == "What the numbers mean: teacher used as given."
 
