@@ -258,7 +258,7 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
             model, self._student_inputs(model, inputs), prediction_loss_only, ignore_keys=ignore_keys
         )
 
-    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         """`Trainer`'s sampler, with the lengths of `group_by_length` / `batch_rebalance` read as one column.
 
         Without a length column, `Trainer` measures each example by reading it whole, row by row: on a dataset with
