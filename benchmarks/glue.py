@@ -27,7 +27,7 @@ from typing import Any
 from benchmarks.common import DEFAULT_GLUE_DIR, ROOT, minilm_path, write_result
 from benchmarks.render import update_readme
 from hf_distill.glue import get_task
-from hf_distill.teachers import chance_level
+from hf_distill.teachers import NEAR_CHANCE_MARGIN, chance_level, is_near_chance
 
 # What every task shares: the recipe's flags as a user would pass them.
 COMMON_FLAGS = [
@@ -48,7 +48,6 @@ TASKS: dict[str, dict[str, Any]] = {
 }
 # The teacher `benchmarks.quality_sst2` fine-tunes on all of SST-2 train (its default settings) and chooses on dev.
 SST2_TEACHER = ROOT / "benchmarks" / ".cache" / "teacher_sst2_full_3ep_lr0.0001"
-NEAR_CHANCE_MARGIN = 0.05
 
 
 def recipe_command(task: str, settings: dict[str, Any], glue_dir: str, output_dir: Path) -> list[str]:
@@ -97,7 +96,7 @@ def dev_labels(task: str, glue_dir: str) -> list:
 
 def task_row(report: dict[str, Any], *, chance: float, settings: dict[str, Any]) -> dict[str, Any]:
     """One task's row of the table from the recipe's `results.json`: the main metric of both models, retention,
-    and whether the teacher is near chance (`NEAR_CHANCE_MARGIN` above the chance level)."""
+    and whether the teacher is near chance (`is_near_chance`, the rule of the recipe's warning)."""
     metric = report["main_metric"]
     teacher, student = report["teacher_metrics"][metric], report["student_metrics"][metric]
     return {
@@ -106,7 +105,7 @@ def task_row(report: dict[str, Any], *, chance: float, settings: dict[str, Any])
         "student": student,
         "retention": student / teacher if teacher > 0 else None,
         "chance": chance,
-        "teacher_near_chance": teacher <= chance + NEAR_CHANCE_MARGIN,
+        "teacher_near_chance": is_near_chance(teacher, chance),
         "teacher_metrics": report["teacher_metrics"],
         "student_metrics": report["student_metrics"],
         "settings": settings,

@@ -30,6 +30,7 @@ import os
 import statistics
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -236,13 +237,13 @@ def main() -> None:
     teacher_accuracy = teacher_record["best"]["accuracy"]
     distil_args = {**loss_overrides}
     # The distilled students read the teacher's outputs from a cache (computed once, reused by every run).
-    hidden = distillation_settings(DistillationTrainingArguments(output_dir=tempfile.mkdtemp(), **distil_args))[1]
+    weights = distillation_settings(SimpleNamespace(**distil_args))[1]  # the defaults for what is not overridden
     cached_train = cache_teacher_outputs(
         teacher,
         data["train"],
         data_collator=collator,
         batch_size=128,
-        hidden_states="cos" in hidden,
+        hidden_states="cos" in weights,
         cache_file_name=str(teacher_dir / "outputs" / "train.arrow"),
     )
     common = dict(

@@ -43,12 +43,20 @@ def chance_level(task: GlueTask, labels: list[int] | list[float]) -> float:
     return 0.0
 
 
+NEAR_CHANCE_MARGIN = 0.05
+
+
+def is_near_chance(score: float, chance: float, *, margin: float = NEAR_CHANCE_MARGIN) -> bool:
+    """Whether a main-metric `score` is within `margin` of the `chance` level (`chance_level`)."""
+    return score <= chance + margin
+
+
 def warn_if_near_chance(
     task: GlueTask,
     metrics: dict[str, float],
     labels: list[int] | list[float],
     *,
-    margin: float = 0.05,
+    margin: float = NEAR_CHANCE_MARGIN,
     error: bool = False,
     finetuned_epochs: float = 0.0,
 ) -> bool:
@@ -67,7 +75,7 @@ def warn_if_near_chance(
     if key is None:
         return False
     chance = chance_level(task, labels)
-    if metrics[key] > chance + margin:
+    if not is_near_chance(metrics[key], chance, margin=margin):
         return False
     if finetuned_epochs > 0:
         advice = (
