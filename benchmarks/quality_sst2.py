@@ -24,6 +24,7 @@ the README; `--train_samples` runs a subset (investigations, under another `--na
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
+from datasets import Dataset
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
@@ -236,16 +238,21 @@ def main() -> None:
     teacher.eval()
     teacher_accuracy = teacher_record["best"]["accuracy"]
     distil_args = {**loss_overrides}
-    # The distilled students read the teacher's outputs from a cache (computed once, reused by every run).
     weights = distillation_settings(SimpleNamespace(**distil_args))[1]  # the defaults for what is not overridden
-    cached_train = cache_teacher_outputs(
-        teacher,
-        data["train"],
-        data_collator=collator,
-        batch_size=128,
-        hidden_states="cos" in weights,
-        cache_file_name=str(teacher_dir / "outputs" / "train.arrow"),
-    )
+
+    @functools.cache
+    def cached_train() -> Dataset:
+        # The distilled students read the teacher's outputs from a cache, computed once on disk when the first of
+        # them starts (a second process training the teacher-free runs first does not compute it beside the first).
+        return cache_teacher_outputs(
+            teacher,
+            data["train"],
+            data_collator=collator,
+            batch_size=128,
+            hidden_states="cos" in weights,
+            cache_file_name=str(teacher_dir / "outputs" / "train.arrow"),
+        )
+
     common = dict(
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=128,
@@ -294,7 +301,7 @@ def main() -> None:
                         model=student,
                         teacher_model=None,
                         args=DistillationTrainingArguments(output_dir=work, seed=seed, **common, **distil_args),
-                        train_dataset=cached_train,
+                        train_dataset=cached_train(),
                         **kwargs,
                     )
                 train_metrics = trainer.train().metrics

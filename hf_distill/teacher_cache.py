@@ -50,6 +50,8 @@ CACHE_COLUMNS: tuple[str, ...] = (*OUTPUT_COLUMNS.values(), CHECKSUM_COLUMN)
 _LABEL_COLUMNS = {"label", "labels", "label_ids", "start_positions", "end_positions"}
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _CHECKSUM_MODULUS = 2**61 - 1
+# Forward passes per `dataset.map` batch: examples are sorted by length within such a window before batching.
+_SORT_WINDOW = 16
 
 
 def cached_columns(column_names: Sequence[str] | None) -> list[str]:
@@ -190,7 +192,9 @@ def cache_teacher_outputs(
             if the teacher takes them). Other columns are kept and ignored.
         data_collator (*optional*): Pads a list of examples into a batch, like the training collator (it must only
             pad: one that masks at random is refused). By default, right padding with the teacher's pad token.
-        batch_size (`int`, *optional*, defaults to 64): Examples per teacher forward pass.
+        batch_size (`int`, *optional*, defaults to 64): Examples per teacher forward pass. Examples are sorted by
+            length within windows of 16 such batches before batching, so little of each pass is spent on padding;
+            the result keeps the dataset's order.
         hidden_states (`bool`, *optional*, defaults to `False`): Also store the first teacher's last hidden state,
             which `alpha_cos > 0` needs.
         cache_file_name (`str`, *optional*): Where to write the result (see above). The cache key is added to the
@@ -272,7 +276,18 @@ def cache_teacher_outputs(
         cache_file_name = f"{root}-{fingerprint[:16]}{extension or '.arrow'}"
 
     def run(batch: dict[str, list]) -> dict[str, list]:
+        # Each forward pass takes examples of similar length (sorted within this window of the dataset), so little of
+        # it is spent on padding; the rows are written back in the dataset's order.
         features = [{c: batch[c][i] for c in input_columns} for i in range(len(batch["input_ids"]))]
+        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+        rows: list[dict[str, Any]] = [{} for _ in features]
+        for begin in range(0, len(order), batch_size):
+            chunk = order[begin : begin + batch_size]
+            for i, row in zip(chunk, forward([features[i] for i in chunk])):
+                rows[i] = row
+        return {column: [row[column] for row in rows] for column in rows[0]}
+
+    def forward(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
         collated = data_collator(features) if data_collator is not None else _pad(features, pad_token_id)
         collated = {k: v for k, v in collated.items() if isinstance(v, torch.Tensor) and k not in _LABEL_COLUMNS}
         offsets = _offsets(collated["input_ids"], features)
@@ -289,22 +304,23 @@ def cache_teacher_outputs(
                     f"{ {key: tuple(v.shape) for key, v in outs[0].items()} }; an ensemble needs teachers with the "
                     "same head and labels"
                 )
-        columns: dict[str, list] = {OUTPUT_COLUMNS[key]: [] for key in outs[0]}
-        columns[CHECKSUM_COLUMN] = []
+        rows = []
         for row, feature in enumerate(features):
             n, start = len(feature["input_ids"]), offsets[row]
+            columns: dict[str, Any] = {}
             for key, column in OUTPUT_COLUMNS.items():
                 if key not in outs[0]:
                     continue
                 if key == "hidden_states":
-                    columns[column].append(outs[0][key][row, start : start + n].numpy())
+                    columns[column] = outs[0][key][row, start : start + n].numpy()
                     continue
                 per_teacher = [out[key][row] for out in outs]
                 if key != "logits" or per_teacher[0].dim() == 2:  # token-level: keep the example's own positions
                     per_teacher = [value[start : start + n] for value in per_teacher]
-                columns[column].append(torch.stack(per_teacher).numpy())
-            columns[CHECKSUM_COLUMN].append(input_checksum(feature["input_ids"]))
-        return columns
+                columns[column] = torch.stack(per_teacher).numpy()
+            columns[CHECKSUM_COLUMN] = input_checksum(feature["input_ids"])
+            rows.append(columns)
+        return rows
 
     states = [[m.training for m in t.modules()] for t in teachers]
     for t in teachers:
@@ -313,7 +329,7 @@ def cache_teacher_outputs(
         return dataset.map(
             run,
             batched=True,
-            batch_size=batch_size,
+            batch_size=batch_size * _SORT_WINDOW,
             new_fingerprint=fingerprint,
             cache_file_name=cache_file_name,
             desc="Caching teacher outputs",

@@ -328,3 +328,28 @@ def test_length_grouping_reads_lengths_from_one_column(tiny_classifier, tmp_path
     assert ours == reference
     indices = [index for item in ours for index in (item if isinstance(item, list) else [item])]  # rebalance: batches
     assert sorted(indices) == list(range(32))
+
+
+def test_caching_batches_examples_of_similar_length_and_keeps_the_order(tiny_classifier):
+    """Caching ran the teacher on batches in dataset order, so each short sentence was padded to its batch's longest
+    one: on SST-2 most of the teacher's time went to padding. Batches must hold examples of similar length, and each
+    row must still get its own outputs, in the dataset's order (equal to running the teacher on it alone)."""
+    dataset = random_token_dataset(64, seed=3, min_len=2, max_len=30)
+    padded_lengths: list[int] = []
+    hook = tiny_classifier.register_forward_pre_hook(
+        lambda _, args, kwargs: padded_lengths.append(kwargs["input_ids"].numel()), with_kwargs=True
+    )
+    try:
+        cached = cache_teacher_outputs(tiny_classifier, dataset, batch_size=8, hidden_states=True)
+    finally:
+        hook.remove()
+    lengths = sorted(len(ids) for ids in dataset["input_ids"])
+    fewest = sum(max(lengths[i : i + 8]) * len(lengths[i : i + 8]) for i in range(0, len(lengths), 8))
+    assert sum(padded_lengths) == fewest
+    alone = cache_teacher_outputs(tiny_classifier, dataset, batch_size=1, hidden_states=True)
+    assert cached["input_ids"] == dataset["input_ids"]
+    for ours, reference in zip(cached, alone):
+        torch.testing.assert_close(torch.tensor(ours["teacher_logits"]), torch.tensor(reference["teacher_logits"]))
+        torch.testing.assert_close(
+            torch.tensor(ours["teacher_hidden_states"]), torch.tensor(reference["teacher_hidden_states"])
+        )
