@@ -156,23 +156,31 @@ def _glue(result: dict[str, Any]) -> list[str]:
         "Teacher: all-MiniLM-L6-v2 fine-tuned on each task's full train set by the recipe "
         "(`--teacher_finetune_epochs`); SST-2's is the dev-selected teacher of the quality benchmark above. Student: "
         "`make_student`'s default (every other layer), distilled from cached teacher outputs with the default loss. "
-        "Batch 32, warm-up 6%, batches grouped by length, seed 42; one run per task.",
+        "Batch 32, batches grouped by length, seed 42; one run per task. A teacher near chance is tried again with "
+        "other settings (listed below the table).",
         "",
-        "| task | metric | teacher | student | retention | teacher epochs, lr | student epochs, lr |",
-        "|---|---|---|---|---|---|---|",
+        "| task | metric | teacher | student | retention | teacher epochs, lr | student epochs, lr | warm-up |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    retried = []
     for task, row in tasks.items():
         settings = row["settings"]
-        teacher_settings = (
-            "quality benchmark's"
-            if settings["teacher_epochs"] is None
-            else f"{settings['teacher_epochs']:g}, {settings['teacher_learning_rate']:g}"
-        )
         note = f" (near chance {row['chance']:.3f}: not counted)" if row["teacher_near_chance"] else ""
+        retention = "–" if row["retention"] is None else f"{row['retention']:.2%}"
         lines.append(
-            f"| {task} | {row['metric']} | {row['teacher']:.4f}{note} | {row['student']:.4f} | "
-            f"{row['retention']:.2%} | {teacher_settings} | {settings['epochs']:g}, {settings['learning_rate']:g} |"
+            f"| {task} | {row['metric']} | {row['teacher']:.4f}{note} | {row['student']:.4f} | {retention} | "
+            f"{_teacher_settings(settings)} | {settings['epochs']:g}, {settings['learning_rate']:g} | "
+            f"{settings.get('warmup', 0.06):.0%} |"
         )
+        if len(row.get("tried", [])) > 1:
+            steps = "; ".join(
+                f"teacher {_teacher_settings(attempt['settings'])}, warm-up {attempt['settings']['warmup']:.0%} → "
+                f"teacher {attempt['teacher']:.4f}, student {attempt['student']:.4f}"
+                for attempt in row["tried"]
+            )
+            retried.append(f"- {task}, in order: {steps}.")
+    if retried:
+        lines += ["", "Settings tried (epochs, learning rate) while a teacher stayed near chance:", "", *retried]
     lines += [
         "",
         f"Macro score over {', '.join(summary['tasks_counted'])}: teacher {summary['teacher_macro']:.4f}, student "
@@ -182,6 +190,12 @@ def _glue(result: dict[str, Any]) -> list[str]:
         _provenance(result),
     ]
     return lines
+
+
+def _teacher_settings(settings: dict[str, Any]) -> str:
+    if settings["teacher_epochs"] is None:
+        return "quality benchmark's"
+    return f"{settings['teacher_epochs']:g}, {settings['teacher_learning_rate']:g}"
 
 
 def _train_speed(result: dict[str, Any]) -> list[str]:

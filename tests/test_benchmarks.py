@@ -30,7 +30,7 @@ def _report(metric: str, teacher: float, student: float) -> dict:
 
 @pytest.fixture
 def rows() -> dict[str, dict]:
-    settings = {"teacher_epochs": 3, "teacher_learning_rate": 1e-4, "epochs": 3, "learning_rate": 1e-4}
+    settings = {"teacher_epochs": 3, "teacher_learning_rate": 1e-4, "epochs": 3, "learning_rate": 1e-4, "warmup": 0.06}
     return {
         "sst2": glue.task_row(_report("accuracy", 0.90, 0.88), chance=0.509, settings=settings),
         "cola": glue.task_row(_report("matthews_correlation", 0.40, 0.30), chance=0.0, settings=settings),
@@ -80,12 +80,44 @@ def test_glue_commands_parse_with_the_recipe(tmp_path, monkeypatch):
         model_args, data_args, args = parser.parse_args_into_dataclasses(args=command[2:])
         assert data_args.task_name == task and model_args.cache_teacher_outputs
         assert args.num_train_epochs == settings["epochs"] and args.learning_rate == settings["learning_rate"]
-        assert args.train_sampling_strategy == "group_by_length"
+        assert args.train_sampling_strategy == "group_by_length" and args.warmup_steps == settings["warmup"]
         if settings["teacher_epochs"] is None:
             assert model_args.teacher_model_name_or_path == str(teacher / "best")
             assert model_args.teacher_finetune_epochs == 0
         else:
             assert model_args.teacher_finetune_epochs == settings["teacher_epochs"]
+
+
+def test_glue_retries_a_near_chance_teacher_and_reports_every_attempt(tmp_path, monkeypatch, rows):
+    """A near-chance teacher was reported with only the last settings tried (hiding what failed), or the retry's
+    command overrode the warm-up only for the student; each retry must parse with its own settings, run into its own
+    directory (never over the first attempt's results), and the table must list every attempt in order."""
+    recipe = load_recipe()
+    parser = HfArgumentParser((recipe.ModelArguments, recipe.DataArguments, DistillationTrainingArguments))
+    settings = glue.attempts("rte")
+    assert len(settings) >= 2 and "retries" not in settings[0]
+    directories = [glue.attempt_dir(tmp_path, "rte", index) for index in range(len(settings))]
+    assert len(set(directories)) == len(settings) and directories[0] == tmp_path / "rte"
+    for attempt, directory in zip(settings, directories):
+        command = glue.recipe_command("rte", attempt, "glue", directory)
+        model_args, _, args = parser.parse_args_into_dataclasses(args=command[2:])
+        assert model_args.teacher_finetune_epochs == attempt["teacher_epochs"]
+        assert args.warmup_steps == attempt["warmup"] and args.output_dir == str(directory)
+
+    first = glue.task_row(_report("accuracy", 0.556, 0.538), chance=0.527, settings=settings[0])
+    second = glue.task_row(_report("accuracy", 0.62, 0.60), chance=0.527, settings=settings[1])
+    row = glue.row_from_attempts([first, second])
+    assert row["teacher"] == 0.62 and not row["teacher_near_chance"] and row["settings"] == settings[1]
+    assert [attempt["teacher"] for attempt in row["tried"]] == [0.556, 0.62]
+    result = {
+        "command": "python -m benchmarks.glue",
+        "date": "2026-12-02",
+        "summary": glue.summarise({**rows, "rte": row}),
+        "results": {"tasks": {**rows, "rte": row}},
+    }
+    text = "\n".join(render._glue(result))
+    tried = next(line for line in text.splitlines() if line.startswith("- rte"))
+    assert tried.index("teacher 0.5560") < tried.index("teacher 0.6200")
 
 
 def test_glue_section_marks_uncounted_tasks(rows):
