@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -249,8 +250,9 @@ def cache_teacher_outputs(
             "to other inputs; mask the dataset once first (a fixed `labels` column) and cache with a padding "
             "collator, or distil online"
         )
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, (bool, np.bool_)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = int(batch_size)
     names = forward_input_names(teachers[0])
     input_columns = [
         c
@@ -288,8 +290,19 @@ def cache_teacher_outputs(
         return {column: [row[column] for row in rows] for column in rows[0]}
 
     def forward(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        collated = data_collator(features) if data_collator is not None else _pad(features, pad_token_id)
-        collated = {k: v for k, v in collated.items() if isinstance(v, torch.Tensor) and k not in _LABEL_COLUMNS}
+        returned = data_collator(features) if data_collator is not None else _pad(features, pad_token_id)
+        # Collators built with `return_tensors="np"` give arrays: the teacher takes tensors.
+        collated = {
+            k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v
+            for k, v in returned.items()
+            if isinstance(v, (torch.Tensor, np.ndarray)) and k not in _LABEL_COLUMNS
+        }
+        if "input_ids" not in collated:
+            kinds = {k: type(v).__name__ for k, v in returned.items()}
+            raise ValueError(
+                f"the data collator returned no `input_ids` tensor (it returned {kinds}); cache_teacher_outputs "
+                "needs a collator that pads `input_ids` into a tensor, e.g. DataCollatorWithPadding(tokenizer)"
+            )
         offsets = _offsets(collated["input_ids"], features)
         with torch.inference_mode():
             outs = [_run_teacher(t, collated, hidden_states=hidden_states and k == 0) for k, t in enumerate(teachers)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset, load_from_disk
@@ -353,3 +354,19 @@ def test_caching_batches_examples_of_similar_length_and_keeps_the_order(tiny_cla
         torch.testing.assert_close(
             torch.tensor(ours["teacher_hidden_states"]), torch.tensor(reference["teacher_hidden_states"])
         )
+
+
+def test_numpy_collators_and_numpy_batch_sizes_are_accepted(tiny_classifier):
+    """A collator built with `return_tensors="np"` failed with a bare `KeyError: 'input_ids'` from inside the library,
+    and `batch_size=np.int64(8)` (a length computed with numpy) was refused; both are ordinary inputs. A collator
+    that returns no input_ids at all must get a message naming what it returned."""
+    dataset = random_token_dataset(12, seed=4)
+
+    def numpy_pad(features):
+        return {key: value.numpy() for key, value in pad_collate(features).items()}
+
+    ours = cache_teacher_outputs(tiny_classifier, dataset, data_collator=numpy_pad, batch_size=np.int64(4))
+    reference = cache_teacher_outputs(tiny_classifier, dataset, batch_size=4)
+    torch.testing.assert_close(torch.tensor(ours["teacher_logits"]), torch.tensor(reference["teacher_logits"]))
+    with pytest.raises(ValueError, match="returned no `input_ids` tensor .*'input_ids': 'list'"):
+        cache_teacher_outputs(tiny_classifier, dataset, data_collator=lambda features: {"input_ids": [1]})
