@@ -54,6 +54,7 @@ from hf_distill.glue import (
     make_compute_metrics,
 )
 from hf_distill.losses import LOSS_TERMS
+from hf_distill.teacher_cache import LOGITS_COLUMN
 
 logger = logging.get_logger("benchmarks.quality_sst2")
 
@@ -65,6 +66,19 @@ VARIANTS = {
     "e025": ("(e) layers 0,2,5, distilled", [0, 2, 5], "distill", False),
     "e012": ("(e) layers 0,1,2, distilled", [0, 1, 2], "distill", False),
 }
+
+
+def soft_target_stats(cached: Dataset, temperature: float) -> dict[str, float]:
+    """What the teacher's targets on the training rows say beyond the labels: its accuracy on those rows, and its
+    mean top probability at T=1 and at the distillation temperature (near 1: targets close to the one-hot labels)."""
+    columns = cached.select_columns([LOGITS_COLUMN, "label"]).with_format("numpy")[:]
+    logits, labels = torch.from_numpy(columns[LOGITS_COLUMN][:, 0]).float(), torch.from_numpy(columns["label"])
+    return {
+        "train_accuracy": (logits.argmax(-1) == labels).float().mean().item(),
+        "mean_top_probability_t1": logits.softmax(-1).amax(-1).mean().item(),
+        "temperature": temperature,
+        "mean_top_probability": (logits / temperature).softmax(-1).amax(-1).mean().item(),
+    }
 
 
 def build_student(teacher, layers: list[int], random_encoder: bool):
@@ -238,7 +252,7 @@ def main() -> None:
     teacher.eval()
     teacher_accuracy = teacher_record["best"]["accuracy"]
     distil_args = {**loss_overrides}
-    weights = distillation_settings(SimpleNamespace(**distil_args))[1]  # the defaults for what is not overridden
+    temperature, weights = distillation_settings(SimpleNamespace(**distil_args))  # defaults for what is not set
 
     @functools.cache
     def cached_train() -> Dataset:
@@ -339,10 +353,11 @@ def main() -> None:
         summary["kd_gain_points_per_seed"] = gains
     if "d" in variants:
         summary["random_init_accuracy"] = variants["d"]["median"]
+    soft_targets = soft_target_stats(cached_train(), temperature) if "b" in variants else None
     write_result(
         args.name,
         config=vars(args) | {"dev_rows": len(data["validation"]), "train_rows": rows},
-        results={"teacher": teacher_record, "variants": variants},
+        results={"teacher": teacher_record, "variants": variants, "soft_targets": soft_targets},
         summary=summary,
     )
     if args.name == "quality_sst2":

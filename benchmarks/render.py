@@ -106,12 +106,24 @@ def _quality(result: dict[str, Any]) -> list[str]:
         f"Retention (b ÷ teacher): **{summary['retention']:.2%}** (target ≥ 98.5%); KD gain (b − c): "
         f"**{summary['kd_gain_points']:+.2f} points**{per_seed} (target ≥ +1.0); random-init student (d): "
         f"{summary['random_init_accuracy']:.4f}.",
+        *_soft_targets(result["results"].get("soft_targets")),
         "",
         _provenance(result),
         "",
         *_investigations(),
     ]
     return lines
+
+
+def _soft_targets(stats: dict[str, float] | None) -> list[str]:
+    if not stats:
+        return []
+    return [
+        "",
+        f"The teacher on its own training rows: accuracy {stats['train_accuracy']:.2%}, mean top probability "
+        f"{stats['mean_top_probability_t1']:.3f} at T=1 and {stats['mean_top_probability']:.3f} at "
+        f"T={stats['temperature']:g} (the closer to 1, the less its soft targets add to the labels).",
+    ]
 
 
 def _investigations() -> list[str]:

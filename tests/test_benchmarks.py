@@ -3,11 +3,13 @@ command lines it runs, and the README sections rendered from result files. No mo
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 
 import pytest
+from datasets import Dataset
 from transformers import HfArgumentParser
 
 from benchmarks import glue, quality_sst2, render
@@ -165,6 +167,31 @@ def test_quality_section_reports_the_dev_selected_teacher_and_per_seed_gains():
     assert "fine-tuned on 67,349 SST-2 train rows for 3 epochs" in text
     assert "(epoch 2.5, accuracy 0.9000)" in text
     assert "+1.00, +1.50, +2.00" in text and "**96.67%**" in text
+    assert "on its own training rows" not in text  # results written before the soft-target figures
+    result["results"]["soft_targets"] = {
+        "train_accuracy": 0.97,
+        "mean_top_probability_t1": 0.975,
+        "temperature": 2.0,
+        "mean_top_probability": 0.905,
+    }
+    text = "\n".join(render._quality(result))
+    assert "accuracy 97.00%, mean top probability 0.975 at T=1 and 0.905 at T=2" in text
+
+
+def test_soft_target_stats_match_a_hand_computed_value():
+    """The figure that explains a small KD gain (how close the teacher's targets are to the labels) must be computed
+    on the first teacher's logits at the distillation temperature, not at T=1 or over the wrong axis."""
+    logits = [[2.0, -1.0], [0.0, 3.0], [1.0, 0.0]]
+    cached = Dataset.from_dict({"teacher_logits": [[row] for row in logits], "label": [0, 0, 0]})
+    stats = quality_sst2.soft_target_stats(cached, 2.0)
+
+    def top(row: list[float], temperature: float) -> float:
+        weights = [math.exp(value / temperature) for value in row]
+        return max(weights) / sum(weights)
+
+    assert stats["train_accuracy"] == pytest.approx(2 / 3)
+    assert stats["mean_top_probability_t1"] == pytest.approx(sum(top(row, 1.0) for row in logits) / 3)
+    assert stats["mean_top_probability"] == pytest.approx(sum(top(row, 2.0) for row in logits) / 3)
 
 
 def test_quality_runs_are_claimed_once_and_stale_claims_taken_over(tmp_path):
