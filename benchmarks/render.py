@@ -177,8 +177,10 @@ def _glue(result: dict[str, Any]) -> list[str]:
     retried = []
     for task, row in tasks.items():
         settings = row["settings"]
-        note = f" (near chance {row['chance']:.3f}: not counted)" if row["teacher_near_chance"] else ""
-        retention = "–" if row["retention"] is None else f"{row['retention']:.2%}"
+        note, retention = "", "–" if row["retention"] is None else f"{row['retention']:.2%}"
+        if row["teacher_near_chance"]:  # a retention of a teacher at chance means nothing
+            where = "below" if row["teacher"] < row["chance"] else "near"
+            note, retention = f" ({where} chance {row['chance']:.3f}: not counted)", "–"
         lines.append(
             f"| {task} | {row['metric']} | {row['teacher']:.4f}{note} | {row['student']:.4f} | {retention} | "
             f"{_teacher_settings(settings)} | {settings['epochs']:g}, {settings['learning_rate']:g} | "

@@ -123,7 +123,8 @@ def test_glue_retries_a_near_chance_teacher_and_reports_every_attempt(tmp_path, 
 
 
 def test_glue_section_marks_uncounted_tasks(rows):
-    """The README table must say which teacher was near chance and left out, and give the macro retention."""
+    """The README table must say which teacher was near (or below) chance and left out, without a retention for it
+    (a chance teacher "retained" at 180% read as a result), and give the macro retention."""
     result = {
         "command": "python -m benchmarks.glue",
         "date": "2026-12-02",
@@ -132,7 +133,11 @@ def test_glue_section_marks_uncounted_tasks(rows):
     }
     text = "\n".join(render._glue(result))
     wnli = next(line for line in text.splitlines() if line.startswith("| wnli"))
-    assert "near chance 0.563: not counted" in wnli
+    assert "below chance 0.563: not counted" in wnli and "| – |" in wnli and "%" not in wnli.split("|")[5]
+    rows["wnli"] = glue.task_row(_report("accuracy", 0.60, 0.56), chance=0.563, settings=rows["wnli"]["settings"])
+    text = "\n".join(render._glue({**result, "results": {"tasks": rows}}))
+    wnli = next(line for line in text.splitlines() if line.startswith("| wnli"))
+    assert "near chance 0.563: not counted" in wnli and "| – |" in wnli  # no retention for a chance teacher
     assert "retention 90.77%" in text and "over sst2, cola" in text
 
 
