@@ -48,12 +48,10 @@ TASKS: dict[str, dict[str, Any]] = {
     "sst2": DEFAULTS | {"teacher_epochs": None, "teacher_learning_rate": None, "epochs": 1},
     "mrpc": DEFAULTS,
     "stsb": DEFAULTS,
-    "rte": DEFAULTS
-    | {
-        # At 1e-4 the teacher's loss stayed at 0.69 (the class prior) for two epochs and only began to fall as the
-        # rate decayed: a lower rate, longer, with a longer warm-up.
-        "retries": [DEFAULTS | {"teacher_epochs": 6, "teacher_learning_rate": 3e-5, "warmup": 0.1}],
-    },
+    # At 1e-4 the teacher's loss stayed at 0.69 (the class prior) for two epochs and only began to fall as the rate
+    # decayed. A retry at 3e-5 for 6 epochs (warm-up 10%) was still at 0.694 after 0.64 epochs and was stopped: at
+    # about 45 minutes per attempt on 2 cores, RTE is reported near chance with the one attempt that finished.
+    "rte": DEFAULTS,
     "wnli": DEFAULTS,
 }
 # The teacher `benchmarks.quality_sst2` fine-tunes on all of SST-2 train (its default settings) and chooses on dev.

@@ -96,6 +96,8 @@ def test_glue_retries_a_near_chance_teacher_and_reports_every_attempt(tmp_path, 
     directory (never over the first attempt's results), and the table must list every attempt in order."""
     recipe = load_recipe()
     parser = HfArgumentParser((recipe.ModelArguments, recipe.DataArguments, DistillationTrainingArguments))
+    retry = glue.DEFAULTS | {"teacher_epochs": 6, "teacher_learning_rate": 3e-5, "warmup": 0.1}
+    monkeypatch.setitem(glue.TASKS, "rte", glue.DEFAULTS | {"retries": [retry]})
     settings = glue.attempts("rte")
     assert len(settings) >= 2 and "retries" not in settings[0]
     directories = [glue.attempt_dir(tmp_path, "rte", index) for index in range(len(settings))]
