@@ -364,6 +364,40 @@ def _tiny_student_variations(main: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _layer_losses(result: dict[str, Any]) -> list[str]:
+    config, summary, variants = result["config"], result["summary"], result["results"]["variants"]
+    teacher = result["results"]["teacher"]
+    narrow = config["narrow"]
+    lines = [
+        f"### Layer losses on real SST-2 (dev, {config['dev_rows']} rows)",
+        "",
+        f"Teacher: all-MiniLM-L6-v2 fine-tuned on all {teacher['train_rows']:,} SST-2 train rows, chosen on dev "
+        f"(accuracy {summary['teacher_accuracy']:.4f}), run live. Students: {config['epochs']:g} epoch(s) on "
+        f"{config['train_rows']:,} shuffled train rows, learning rate {config['learning_rate']:g}, batch "
+        f"{config['batch_size']}; median (min – max) over seeds {', '.join(map(str, config['seeds']))}. The narrow "
+        f"student has hidden size {narrow['hidden_size']} ({narrow['num_attention_heads']} heads, intermediate "
+        f"{narrow['intermediate_size']}), each tensor initialised from the leading slice of the teacher's.",
+        "",
+        "| student | loss settings beyond the defaults | dev accuracy | vs its baseline |",
+        "|---|---|---|---|",
+    ]
+    for key, variant in variants.items():
+        settings = ", ".join(f"`{name}={value:g}`" for name, value in variant["settings"].items()) or "—"
+        gain = summary.get(f"{key}_gain_points")
+        lines.append(
+            f"| {key}: {variant['description']} | {settings} | {variant['median']:.4f} "
+            f"({variant['min']:.4f} – {variant['max']:.4f}) | {'' if gain is None else f'{gain:+.2f} points'} |"
+        )
+    lines += [
+        "",
+        "Baselines: `triple` for the layer terms on the 3-layer student, `narrow` for `narrow_hint`. Each layer "
+        "term's weight makes it start at about the weighted size of `L_cos`.",
+        "",
+        _provenance(result),
+    ]
+    return lines
+
+
 def _inference(result: dict[str, Any]) -> list[str]:
     latency, models = result["results"]["latency"], result["results"]["models"]
     lines = [
@@ -396,6 +430,7 @@ def render() -> str:
         ("train_speed", _train_speed),
         ("teacher_modes", _teacher_modes),
         ("tiny_students", _tiny_students),
+        ("layer_losses", _layer_losses),
         ("inference_speed", _inference),
     )
     for name, build in builders:

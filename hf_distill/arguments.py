@@ -5,14 +5,16 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 from transformers import TrainingArguments
 
+from .layer_map import format_layer_map, parse_layer_map
 from .losses import LOSS_TERMS
+from .schedules import parse_schedules
 from .teacher_modes import check_teacher_mode_arguments
 
-# The weight arguments, in the registry's order: `alpha_kd`, `alpha_task`, `alpha_cos`, `alpha_mse`.
+# The weight arguments, in the registry's order: `alpha_kd`, `alpha_task`, `alpha_cos`, `alpha_mse`, `alpha_hint`, ...
 LOSS_WEIGHT_NAMES: tuple[str, ...] = tuple(term.flag for term in LOSS_TERMS.values())
 # The values that train without overflow. In fp32, a temperature near 1e-38 makes logits / T overflow to inf (NaN in
 # the softmax), and one near 1e19 makes T^2 overflow to inf (inf times a KL of 0 is NaN); well inside those limits,
@@ -20,6 +22,8 @@ LOSS_WEIGHT_NAMES: tuple[str, ...] = tuple(term.flag for term in LOSS_TERMS.valu
 # weight above 1e6 times the loss of a diverging step (1e32 and more) overflows fp32 to inf.
 TEMPERATURE_RANGE: tuple[float, float] = (0.01, 1000.0)
 MAX_LOSS_WEIGHT: float = 1e6
+# The values `schedules` may move.
+SCHEDULABLE: tuple[str, ...] = ("temperature", *LOSS_WEIGHT_NAMES)
 
 
 @dataclass
@@ -51,6 +55,45 @@ class DistillationTrainingArguments(TrainingArguments):
             Weight of the MSE between student and teacher logits (Tang et al. 2019).
 
     A term whose weight is 0 is not computed: for example, no hidden states are requested when `alpha_cos == 0`.
+
+    Intermediate layers (README "Layer losses"; they need a live teacher, not cached outputs):
+
+    Args:
+        alpha_hint (`float`, *optional*, defaults to `0.0`):
+            Weight of the hidden-state hints `L_hint` at the pairs of `layer_map` (FitNets, PKD, TinyBERT). When the
+            hidden sizes differ, a learned linear projection per pair maps the student's states to the teacher's
+            size; the projections train with the student, are checkpointed, and are saved beside the student in
+            `hint_projections.safetensors`.
+        hint_loss (`str`, *optional*, defaults to `"mse"`):
+            `"mse"` (TinyBERT), `"cosine"` (1 - cos per token) over the real tokens, or `"pkd"`: PKD's distance
+            between the normalised [CLS] states.
+        alpha_attn (`float`, *optional*, defaults to `0.0`):
+            Weight of the attention term `L_attn` at the pairs of `layer_map` that are transformer layers (TinyBERT).
+            Needs equal head counts.
+        attn_loss (`str`, *optional*, defaults to `"mse"`):
+            `"mse"` between pre-softmax attention scores (TinyBERT) or `"kl"` between attention distributions.
+        alpha_rel (`float`, *optional*, defaults to `0.0`):
+            Weight of the MiniLMv2 relation term `L_rel`: query-query, key-key and value-value relations of
+            `relation_teacher_layer` against the student's last layer. Any hidden size and head count.
+        layer_map (`list[str]`, *optional*):
+            `"student:teacher"` layer pairs, e.g. `1:2 2:4 3:6` (0 is the embedding output). By default each
+            student layer `i` follows teacher layer `i * teacher_layers // student_layers`.
+        hint_embeddings (`bool`, *optional*, defaults to `False`):
+            Add the embedding outputs (0:0) to the default `layer_map`.
+        relation_heads (`int`, *optional*):
+            Number of relation heads of `L_rel`; it must divide both hidden sizes. By default the teacher's number
+            of attention heads.
+        relation_teacher_layer (`int`, *optional*):
+            The teacher layer whose relations `L_rel` follows; by default its last. For large teachers MiniLMv2
+            advises an upper-middle layer.
+
+    Schedules:
+
+    Args:
+        schedules (`list[str]`, *optional*):
+            Values that move over training, as `"<name>:<end>[:<shape>]"`: e.g. `alpha_kd:1:cosine temperature:1`
+            anneals `alpha_kd` from its value to 1 by a cosine and the temperature linearly to 1
+            (`hf_distill.schedules`). The current values are logged at each logging step.
 
     Teacher modes (see the README's "Teacher modes"; `hf_distill.teacher_modes` checks them against the teachers):
 
@@ -98,6 +141,41 @@ class DistillationTrainingArguments(TrainingArguments):
         default=LOSS_TERMS["mse"].default_weight,
         metadata={"help": f"Weight of {LOSS_TERMS['mse'].symbol}: {LOSS_TERMS['mse'].description}."},
     )
+    alpha_hint: float = field(
+        default=LOSS_TERMS["hint"].default_weight,
+        metadata={"help": f"Weight of {LOSS_TERMS['hint'].symbol}: {LOSS_TERMS['hint'].description}."},
+    )
+    alpha_attn: float = field(
+        default=LOSS_TERMS["attn"].default_weight,
+        metadata={"help": f"Weight of {LOSS_TERMS['attn'].symbol}: {LOSS_TERMS['attn'].description}."},
+    )
+    alpha_rel: float = field(
+        default=LOSS_TERMS["rel"].default_weight,
+        metadata={"help": f"Weight of {LOSS_TERMS['rel'].symbol}: {LOSS_TERMS['rel'].description}."},
+    )
+    hint_loss: Literal["mse", "cosine", "pkd"] = field(
+        default="mse", metadata={"help": "L_hint: mse or cosine over the real tokens, or pkd (normalised [CLS])."}
+    )
+    attn_loss: Literal["mse", "kl"] = field(
+        default="mse", metadata={"help": "L_attn: mse between attention scores, or kl between distributions."}
+    )
+    layer_map: list[str] | None = field(
+        default=None,
+        metadata={"help": "student:teacher layer pairs for L_hint and L_attn, e.g. 1:2 2:4 3:6 (default: uniform)."},
+    )
+    hint_embeddings: bool = field(
+        default=False, metadata={"help": "Add the embedding outputs (0:0) to the default layer_map."}
+    )
+    relation_heads: int | None = field(
+        default=None, metadata={"help": "L_rel: relation heads, dividing both hidden sizes (default: teacher's)."}
+    )
+    relation_teacher_layer: int | None = field(
+        default=None, metadata={"help": "L_rel: the teacher layer whose relations the student's last layer learns."}
+    )
+    schedules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Values moving over training: <name>:<end>[:linear|cosine], e.g. alpha_kd:1:cosine."},
+    )
 
     teacher_weights: list[float] | None = field(
         default=None, metadata={"help": "Ensemble: one weight > 0 per teacher (normalised); by default equal."}
@@ -134,6 +212,14 @@ class DistillationTrainingArguments(TrainingArguments):
         self.temperature = float(self.temperature)
         for name in LOSS_WEIGHT_NAMES:
             setattr(self, name, float(getattr(self, name)))
+        check_layer_settings(self)
+        if self.layer_map is not None:
+            # Stored as "student:teacher" strings whatever form was given, so the arguments still serialise.
+            self.layer_map = format_layer_map(parse_layer_map(self.layer_map))
+        if self.schedules is not None:
+            self.schedules = [
+                f"{s.name}:{s.end:g}:{s.shape}" for s in parse_schedules(self.schedules, SCHEDULABLE).values()
+            ]
         check_batch_settings(self)
         check_teacher_mode_arguments(self)
 
@@ -194,6 +280,30 @@ def check_distillation_settings(temperature: Any, weights: dict[str, Any]) -> No
         )
 
 
+def check_layer_settings(args: Any) -> None:
+    """Raise `ValueError` for layer-loss settings that are wrong whatever the models: the loss kinds, the form of
+    `layer_map` and the schedules, the relation settings. The models are checked by `hf_distill.layer_terms`."""
+    for name, kinds in (("hint_loss", ("mse", "cosine", "pkd")), ("attn_loss", ("mse", "kl"))):
+        value = getattr(args, name, kinds[0])
+        if value not in kinds:
+            raise ValueError(f"{name} must be one of {list(kinds)}, got {value!r}")
+    parse_layer_map(getattr(args, "layer_map", None))
+    for name in ("relation_heads", "relation_teacher_layer"):
+        value = getattr(args, name, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}; or leave it unset for the default")
+    schedules = parse_schedules(getattr(args, "schedules", None), SCHEDULABLE)
+    if schedules:
+        temperature = schedules["temperature"].end if "temperature" in schedules else args.temperature
+        ends = {
+            name: (schedules[name].end if name in schedules else getattr(args, name)) for name in LOSS_WEIGHT_NAMES
+        }
+        try:
+            check_distillation_settings(temperature, ends)
+        except ValueError as error:
+            raise ValueError(f"at the end of the schedules {list(args.schedules)}: {error}") from None
+
+
 def check_batch_settings(args: TrainingArguments) -> None:
     """Raise `ValueError` for batch settings that `Trainer` accepts and only fails on in its dataloader, after a
     teacher may already have been fine-tuned: batch sizes and accumulation steps must be positive integers."""
@@ -203,20 +313,39 @@ def check_batch_settings(args: TrainingArguments) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}; pass --{name} 8 (or another size)")
 
 
-def distillation_settings(args: TrainingArguments) -> tuple[float, dict[str, float]]:
-    """Read and check the distillation settings of `args`.
+def distillation_settings(args: TrainingArguments, progress: float | None = None) -> tuple[float, dict[str, float]]:
+    """Read and check the distillation settings of `args`, at a point of training when some are scheduled.
 
     Plain `TrainingArguments` (a script moved to `DistillationTrainer` without changing its arguments) get the
     defaults of [`DistillationTrainingArguments`]. The values are checked again here because a dataclass can be
     changed after `__post_init__` ran.
 
+    Args:
+        args: The training arguments.
+        progress (`float`, *optional*): The fraction of training done (`global_step / max_steps`) for `schedules`;
+            `None` reads the start values.
+
     Returns:
-        `tuple[float, dict[str, float]]`: The temperature, and the non-zero loss weights keyed by term name
-        (`"kd"`, `"task"`, `"cos"`, `"mse"`).
+        `tuple[float, dict[str, float]]`: The temperature, and the weights of the active terms keyed by term name
+        (`"kd"`, `"task"`, `"cos"`, ...). A term is active when its weight is non-zero at the start or at the end of
+        its schedule; its weight at `progress` may then be 0.
     """
     defaults = {f.name: f.default for f in fields(DistillationTrainingArguments)}
     temperature = getattr(args, "temperature", defaults["temperature"])
     weights = {name: getattr(args, name, defaults[name]) for name in LOSS_WEIGHT_NAMES}
     check_distillation_settings(temperature, weights)
-    active = {name.removeprefix("alpha_"): float(value) for name, value in weights.items() if float(value) > 0}
-    return float(temperature), active
+    schedules = parse_schedules(getattr(args, "schedules", None), SCHEDULABLE)
+    temperature = float(temperature)
+    if "temperature" in schedules:
+        temperature = schedules["temperature"].value(temperature, progress or 0.0)
+    active = {}
+    for name, value in weights.items():
+        value = float(value)
+        if name in schedules:
+            end = schedules[name].end
+            value = schedules[name].value(value, progress or 0.0)
+            if float(getattr(args, name)) > 0 or end > 0:
+                active[name.removeprefix("alpha_")] = value
+        elif value > 0:
+            active[name.removeprefix("alpha_")] = value
+    return temperature, active

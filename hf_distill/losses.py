@@ -15,6 +15,7 @@ Each formula is written once, here. The trainer only chooses inputs, masks and w
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,6 +47,41 @@ CITATIONS: dict[str, str] = {
         "  author={Kim, Yoon},\n"
         "  booktitle={Proceedings of the 2014 Conference on Empirical Methods in Natural Language Processing},\n"
         "  year={2014}\n"
+        "}"
+    ),
+    "romero2015": (
+        "@inproceedings{romero2015fitnets,\n"
+        "  title={FitNets: Hints for Thin Deep Nets},\n"
+        "  author={Romero, Adriana and Ballas, Nicolas and Kahou, Samira Ebrahimi and Chassang, Antoine and Gatta, "
+        "Carlo and Bengio, Yoshua},\n"
+        "  booktitle={International Conference on Learning Representations},\n"
+        "  year={2015}\n"
+        "}"
+    ),
+    "sun2019": (
+        "@inproceedings{sun2019patient,\n"
+        "  title={Patient Knowledge Distillation for BERT Model Compression},\n"
+        "  author={Sun, Siqi and Cheng, Yu and Gan, Zhe and Liu, Jingjing},\n"
+        "  booktitle={Proceedings of the 2019 Conference on Empirical Methods in Natural Language Processing},\n"
+        "  year={2019}\n"
+        "}"
+    ),
+    "jiao2020": (
+        "@inproceedings{jiao2020tinybert,\n"
+        "  title={TinyBERT: Distilling BERT for Natural Language Understanding},\n"
+        "  author={Jiao, Xiaoqi and Yin, Yichun and Shang, Lifeng and Jiang, Xin and Chen, Xiao and Li, Linlin and "
+        "Wang, Fang and Liu, Qun},\n"
+        "  booktitle={Findings of the Association for Computational Linguistics: EMNLP 2020},\n"
+        "  year={2020}\n"
+        "}"
+    ),
+    "wang2021": (
+        "@inproceedings{wang2021minilmv2,\n"
+        "  title={MiniLMv2: Multi-Head Self-Attention Relation Distillation for Compressing Pretrained "
+        "Transformers},\n"
+        "  author={Wang, Wenhui and Bao, Hangbo and Huang, Shaohan and Dong, Li and Wei, Furu},\n"
+        "  booktitle={Findings of the Association for Computational Linguistics: ACL-IJCNLP 2021},\n"
+        "  year={2021}\n"
         "}"
     ),
     "tang2019": (
@@ -110,8 +146,34 @@ LOSS_TERMS: dict[str, LossTerm] = {
         LossTerm(
             "mse", "L_mse", "mean squared error between student and teacher logits; Tang et al., 2019", 0.0, "tang2019"
         ),
+        LossTerm(
+            "hint",
+            "L_hint",
+            "hidden-state hints at the layers of layer_map (MSE, cosine or PKD's normalised [CLS]), through learned "
+            "projections when the hidden sizes differ; Romero et al., 2015; Sun et al., 2019; Jiao et al., 2020",
+            0.0,
+            "jiao2020",
+        ),
+        LossTerm(
+            "attn",
+            "L_attn",
+            "attention scores (MSE) or distributions (KL) at the layers of layer_map; Jiao et al., 2020",
+            0.0,
+            "jiao2020",
+        ),
+        LossTerm(
+            "rel",
+            "L_rel",
+            "self-attention relations (query-query, key-key, value-value KL) of one teacher layer and the student's "
+            "last; Wang et al., 2021",
+            0.0,
+            "wang2021",
+        ),
     )
 }
+
+# The terms that read the models' inner layers; they need live teachers (cached outputs hold the last hidden state).
+LAYER_TERMS: tuple[str, ...] = ("hint", "attn", "rel")
 
 
 def _select(tensor: torch.Tensor, mask: torch.Tensor | None, feature_dims: int = 1) -> torch.Tensor:
@@ -289,6 +351,181 @@ def cosine_loss(
     _check_same_shape(student_hidden, teacher_hidden, "hidden states")
     per_item = 1.0 - F.cosine_similarity(_select(student_hidden, mask), _select(teacher_hidden, mask), dim=-1)
     return _reduce(per_item, reduction)
+
+
+def pkd_loss(
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""The patient loss of PKD (Sun et al. 2019, eq. 3), per item: :math:`\| h_s / \|h_s\| - h_t / \|h_t\| \|_2^2`.
+
+    PKD applies it to the [CLS] hidden state of each mapped layer. Normalising both vectors first makes it blind to
+    their scale, so a student need not match the teacher's activation norms; it equals :math:`2 (1 - \cos)`, twice
+    :func:`cosine_loss`, written here in the paper's form.
+
+    Args:
+        student_hidden (`torch.Tensor` of shape `(*items, hidden_size)`): Student vectors (projected to the teacher's
+            size if the sizes differ).
+        teacher_hidden (`torch.Tensor` of shape `(*items, hidden_size)`): Teacher vectors.
+        mask (`torch.Tensor` of shape `(*items)`, *optional*): True for the items that count.
+        reduction (`str`, *optional*, defaults to `"mean"`): `"mean"`, `"sum"` or `"none"` over the kept items.
+
+    Returns:
+        `torch.Tensor`: A scalar, or one value per kept item for `reduction="none"`.
+    """
+    _check_same_shape(student_hidden, teacher_hidden, "hidden states")
+    student = F.normalize(_select(student_hidden, mask), dim=-1)
+    teacher = F.normalize(_select(teacher_hidden, mask), dim=-1)
+    return _reduce((student - teacher).pow(2).sum(-1), reduction)
+
+
+def _key_padding(scores: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """`(batch, 1, 1, keys)`: True at the padding keys of score matrices `(batch, heads, queries, keys)`."""
+    if attention_mask.shape != (scores.shape[0], scores.shape[-1]):
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask.shape)} does not match the (batch, keys) dimensions of "
+            f"scores of shape {tuple(scores.shape)}"
+        )
+    return ~attention_mask.bool()[:, None, None, :]
+
+
+def _row_kl(student_scores: torch.Tensor, teacher_scores: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of the softmax of each row of `(batch, heads, queries, keys)` scores, padding keys
+    excluded, averaged over heads: `(batch, queries)`, in fp32.
+
+    Padding keys are set to the lowest fp32 value in both models before the softmax, so they carry no probability
+    and their log-probabilities stay finite (an infinite one would make the KL `0 * inf = NaN`).
+    """
+    padding = _key_padding(teacher_scores, attention_mask)
+    lowest = torch.finfo(torch.float32).min
+    student = F.log_softmax(student_scores.float().masked_fill(padding, lowest), dim=-1)
+    teacher = F.log_softmax(teacher_scores.float().masked_fill(padding, lowest), dim=-1)
+    return _kl(student, teacher).mean(1)
+
+
+AttentionKind = Literal["mse", "kl"]
+
+
+def attention_loss(
+    student_scores: torch.Tensor,
+    teacher_scores: torch.Tensor,
+    *,
+    attention_mask: torch.Tensor,
+    kind: AttentionKind = "mse",
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Attention distillation of TinyBERT (Jiao et al. 2020, eq. 7) for one pair of layers, per query token.
+
+    - `"mse"`: the squared difference of the attention scores :math:`Q K^T / \sqrt{d_k}` before the softmax (TinyBERT),
+      averaged over the real keys of each query row, then over heads.
+    - `"kl"`: KL(teacher ‖ student) between the attention distributions (the softmax over the real keys) of each query
+      row, averaged over heads (as MiniLM, Wang et al. 2020, does for the last layer).
+
+    Padding is excluded twice: padding keys never enter a row, and rows of padding queries are dropped (the items are
+    the real query tokens). Averaging over the keys of a row, not over all score pairs of the batch, makes each query
+    token one item, so the trainer normalises by the token count like every other token-level term.
+
+    Args:
+        student_scores (`torch.Tensor` of shape `(batch, heads, seq, seq)`): Student attention scores, pre-softmax.
+        teacher_scores (`torch.Tensor` of shape `(batch, heads, seq, seq)`): Teacher attention scores, pre-softmax.
+        attention_mask (`torch.Tensor` of shape `(batch, seq)`): 1 for real tokens, 0 for padding.
+        kind (`str`, *optional*, defaults to `"mse"`): `"mse"` on scores or `"kl"` on distributions.
+        reduction (`str`, *optional*, defaults to `"mean"`): `"mean"`, `"sum"` or `"none"` over the real query tokens.
+
+    Returns:
+        `torch.Tensor`: A scalar, or one value per real query token for `reduction="none"`.
+
+    Raises:
+        ValueError: If the head counts differ (TinyBERT matches head to head; use `alpha_rel`, which needs no equal
+            head count, instead).
+    """
+    if student_scores.dim() != 4 or teacher_scores.dim() != 4:
+        raise ValueError(
+            f"attention scores must be (batch, heads, seq, seq), got {tuple(student_scores.shape)} and "
+            f"{tuple(teacher_scores.shape)}"
+        )
+    if student_scores.shape[1] != teacher_scores.shape[1]:
+        raise ValueError(
+            f"attention_loss matches heads one to one, but the student has {student_scores.shape[1]} heads and the "
+            f"teacher {teacher_scores.shape[1]}; give the student the teacher's num_attention_heads, or use the "
+            "relation loss (alpha_rel), which works with any head count"
+        )
+    _check_same_shape(student_scores, teacher_scores, "attention scores")
+    if kind == "kl":
+        per_row = _row_kl(student_scores, teacher_scores, attention_mask)
+    elif kind == "mse":
+        keys = (~_key_padding(teacher_scores, attention_mask)).float()
+        squared = (student_scores.float() - teacher_scores.float()).pow(2) * keys
+        per_row = (squared.sum(-1) / keys.sum(-1).clamp(min=1)).mean(1)
+    else:
+        raise ValueError(f"kind must be 'mse' or 'kl', got {kind!r}")
+    return _reduce(_select(per_row, attention_mask.bool(), feature_dims=0), reduction)
+
+
+def head_products(first: torch.Tensor, second: torch.Tensor, num_heads: int) -> torch.Tensor:
+    r"""Scaled dot products per head, :math:`A_h B_h^T / \sqrt{d_h}`, in fp32: attention scores from queries and keys
+    (Vaswani et al. 2017), and MiniLMv2's relations (Wang et al. 2021, eq. 5) from one kind of states with itself.
+
+    Args:
+        first (`torch.Tensor` of shape `(batch, seq, hidden)`): Queries (or the states of a relation).
+        second (`torch.Tensor` of shape `(batch, seq, hidden)`): Keys (or the same states).
+        num_heads (`int`): The heads to split the hidden dimension into; it must divide it.
+
+    Returns:
+        `torch.Tensor` of shape `(batch, num_heads, seq, seq)`: pre-softmax scores, without any padding mask.
+    """
+    batch, seq, hidden = first.shape
+    if hidden % num_heads:
+        raise ValueError(
+            f"{num_heads} heads do not divide the hidden size {hidden}; for relations, choose relation_heads that "
+            "divides both models' hidden sizes"
+        )
+    size = hidden // num_heads
+    a = first.float().reshape(batch, seq, num_heads, size).transpose(1, 2)
+    b = second.float().reshape(batch, seq, num_heads, size).transpose(1, 2)
+    return a @ b.transpose(-1, -2) / math.sqrt(size)
+
+
+def relation_loss(
+    student_states: torch.Tensor,
+    teacher_states: torch.Tensor,
+    *,
+    num_relation_heads: int,
+    attention_mask: torch.Tensor,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""One self-attention relation loss of MiniLMv2 (Wang et al. 2021, eq. 6), per query token.
+
+    The teacher's and the student's relations (:func:`head_products` of the states with themselves, split into
+    `num_relation_heads` heads whatever each model's own head count, softmax over the real keys) are compared by
+    KL(teacher ‖ student) per row, averaged over the relation heads. MiniLMv2 sums this loss over the query-query,
+    key-key and value-value relations; the trainer does that sum. Hidden sizes may differ: only the relation heads
+    must divide both.
+
+    Args:
+        student_states (`torch.Tensor` of shape `(batch, seq, student_hidden)`): Student queries, keys or values.
+        teacher_states (`torch.Tensor` of shape `(batch, seq, teacher_hidden)`): The teacher's of the same kind.
+        num_relation_heads (`int`): The number of relation heads.
+        attention_mask (`torch.Tensor` of shape `(batch, seq)`): 1 for real tokens, 0 for padding.
+        reduction (`str`, *optional*, defaults to `"mean"`): `"mean"`, `"sum"` or `"none"` over the real query tokens.
+
+    Returns:
+        `torch.Tensor`: A scalar, or one value per real query token for `reduction="none"`.
+    """
+    if student_states.shape[:2] != teacher_states.shape[:2]:
+        raise ValueError(
+            f"student and teacher states have different (batch, seq) shapes: {tuple(student_states.shape)} vs "
+            f"{tuple(teacher_states.shape)}"
+        )
+    per_row = _row_kl(
+        head_products(student_states, student_states, num_relation_heads),
+        head_products(teacher_states, teacher_states, num_relation_heads),
+        attention_mask,
+    )
+    return _reduce(_select(per_row, attention_mask.bool(), feature_dims=0), reduction)
 
 
 EnsembleKind = Literal["softmax", "sigmoid", "mean"]

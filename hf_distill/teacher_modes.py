@@ -24,6 +24,7 @@ from torch import nn
 from transformers import AutoConfig, PreTrainedModel
 
 from .checks import check_student_terms, check_teacher_student
+from .losses import LAYER_TERMS
 from .modeling import check_model_reference, load_model
 from .teacher_cache import cached_columns, check_cached_dataset
 
@@ -132,6 +133,14 @@ def teacher_plan(args: Any, *, num_teachers: int, cached: bool, terms: set[str] 
     cotrain = getattr(args, "cotrain_teacher", False)
     weights = getattr(args, "teacher_weights", None)
     cos_teacher = getattr(args, "cos_teacher", None)
+    layer_terms = sorted(set(terms) & set(LAYER_TERMS))
+    if cached and layer_terms:
+        flags = ", ".join(f"alpha_{name}" for name in layer_terms)
+        raise ValueError(
+            f"{flags} > 0 reads the teacher's intermediate layers, but cached teacher outputs hold the logits and "
+            "the last hidden state only; distil from the live teacher (pass teacher_model and the plain training "
+            f"set, or drop --cache_teacher_outputs), or set {flags} to 0"
+        )
     if cached and (route or cotrain):
         flag = "teacher_route" if route else "cotrain_teacher"
         raise ValueError(
@@ -174,10 +183,13 @@ def teacher_plan(args: Any, *, num_teachers: int, cached: bool, terms: set[str] 
         raise ValueError(
             f"cos_teacher={cos_teacher} but there are {num_teachers} teachers (indices 0 to {num_teachers - 1})"
         )
-    if "cos" in terms and cos_teacher is None:
+    hidden_terms = sorted(set(terms) & {"cos", *LAYER_TERMS})
+    if hidden_terms and cos_teacher is None:
+        flags = ", ".join(f"alpha_{name}" for name in hidden_terms)
+        symbols = " and ".join(f"L_{name}" for name in hidden_terms)
         raise ValueError(
-            f"alpha_cos > 0 with {num_teachers} teachers needs the one whose hidden states L_cos follows: pass "
-            "cos_teacher=<index> (e.g. 0), or set alpha_cos=0"
+            f"{flags} > 0 with {num_teachers} teachers needs the one whose hidden states {symbols} follows: pass "
+            f"cos_teacher=<index> (e.g. 0), or set {flags} to 0"
         )
     if cached and "cos" in terms and cos_teacher != 0:
         raise ValueError(
@@ -268,7 +280,10 @@ def check_route_entry(entry: Any, student: nn.Module, terms: dict[str, float], p
     student_config = getattr(student, "config", None)
     if student_config is None:
         return
-    for key in ("vocab_size", "num_labels") + (("hidden_size",) if "cos" in terms else ()):
+    keys = ("vocab_size", "num_labels") + (("hidden_size",) if "cos" in terms else ())
+    if set(terms) & set(LAYER_TERMS):  # the layer plan and the projections were made for the first checkpoint
+        keys = (*keys, "hidden_size", "num_hidden_layers", "num_attention_heads")
+    for key in dict.fromkeys(keys):
         theirs, ours = getattr(config, key, None), getattr(student_config, key, None)
         if theirs is not None and ours is not None and theirs != ours:
             raise ValueError(

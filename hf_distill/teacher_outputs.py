@@ -16,6 +16,7 @@ from torch import nn
 from transformers import TrainingArguments
 from transformers.utils import logging
 
+from .layer_terms import LAYER_OUTPUT_KEYS
 from .losses import ensemble_logits
 from .teacher_cache import CACHE_COLUMNS, OUTPUT_COLUMNS
 from .teacher_modes import load_teacher, route_position, route_switches
@@ -126,16 +127,26 @@ class TeacherOutputs:
         per_teacher: list[dict[str, torch.Tensor]] = []
         for position, teacher in enumerate(teachers):
             teacher = self._place_teacher(teacher)
-            wants_hidden = hidden_states and position == self.teacher_plan.cos_teacher
+            follows = position == self.teacher_plan.cos_teacher  # the teacher whose layers the student follows
+            wants_hidden = hidden_states and follows
+            layers = self.layer_plan if follows else None
             teacher_inputs = self._teacher_inputs(teacher, inputs, labels=False)
-            if wants_hidden:
+            if wants_hidden or (layers is not None and layers.needs_hidden_states):
                 teacher_inputs["output_hidden_states"] = True
+            capture = self._layer_capture(teacher, side=1) if layers is not None else None
             # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy
             # targets.
             teacher.eval()
             with torch.inference_mode(), self.accelerator.autocast():
-                out = teacher(**teacher_inputs)
-                per_teacher.append(self._teacher_forward_outputs(teacher, out, hidden_states=wants_hidden))
+                if capture is None:
+                    out, captured = teacher(**teacher_inputs), {}
+                else:
+                    with capture as captured:
+                        out = teacher(**teacher_inputs)
+                wanted = self._teacher_forward_outputs(teacher, out, hidden_states=wants_hidden)
+                if layers is not None:
+                    wanted.update(self._teacher_layer_outputs(out, captured))
+                per_teacher.append(wanted)
         # One check (one device sync) for every teacher of the step.
         self._check_finite(
             {
@@ -147,12 +158,13 @@ class TeacherOutputs:
         # Inference tensors cannot be saved for backward; new tensors made outside inference mode are normal ones
         # (`torch.stack` already copies, so the logits are copied once). Only the logits and the last hidden state
         # are copied, never the whole output.
-        stacked = {
-            key: torch.stack([out[key] for out in per_teacher]) for key in per_teacher[0] if key != "hidden_states"
-        }
+        # The hidden state and the layer terms' tensors are one teacher's (the one the student's layers follow).
+        single = ("hidden_states", *LAYER_OUTPUT_KEYS)
+        stacked = {key: torch.stack([out[key] for out in per_teacher]) for key in per_teacher[0] if key not in single}
         for out in per_teacher:
-            if "hidden_states" in out:
-                stacked["hidden_states"] = out["hidden_states"].clone()
+            for key in single:
+                if key in out:
+                    stacked[key] = out[key].clone()
         return stacked
 
     def _cached_teacher_outputs(self, inputs: dict[str, Any], *, hidden_states: bool) -> dict[str, torch.Tensor]:
@@ -212,12 +224,15 @@ class TeacherOutputs:
         mixture, so that the mixture is the mean of the teachers' distributions over the real tokens.
         """
         if self.teacher_plan.num_teachers == 1:
-            return {key: value if key == "hidden_states" else value[0] for key, value in teacher.items()}
+            return {
+                key: value if key == "hidden_states" or key in LAYER_OUTPUT_KEYS else value[0]
+                for key, value in teacher.items()
+            }
         weights = torch.tensor(self.teacher_plan.weights)
         attention_mask = inputs.get("attention_mask")
         target = {}
         for key, value in teacher.items():
-            if key == "hidden_states":
+            if key == "hidden_states" or key in LAYER_OUTPUT_KEYS:
                 target[key] = value
                 continue
             if key in ("start_logits", "end_logits") and kind == "softmax" and attention_mask is not None:

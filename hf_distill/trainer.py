@@ -29,7 +29,8 @@ from .checkpoints import CheckpointHooks
 from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir, check_student_terms
 from .cotraining import CoTrainingHooks
 from .item_counts import IGNORE_INDEX, ItemCounts, count_items
-from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
+from .layer_terms import LayerTermHooks, layer_plan
+from .losses import LAYER_TERMS, binary_kd_loss, cosine_loss, kd_loss, mse_loss
 from .modeling import call_student_init, forward_input_names, takes_return_dict
 from .teacher_cache import (
     CACHE_COLUMNS,
@@ -43,7 +44,7 @@ from .teacher_outputs import TeacherOutputs
 logger = logging.get_logger(__name__)
 
 
-class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trainer):
+class DistillationTrainer(LayerTermHooks, TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trainer):
     """A `Trainer` that distils `teacher_model` into `model` (the student).
 
     Use it exactly like `Trainer`, adding `teacher_model`:
@@ -148,6 +149,13 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
             optimizer=optimizers[0],
             has_model_init=model is None,
         )
+        layers = layer_plan(args, student, teachers[plan.cos_teacher] if teachers else None, weights)
+        if layers is not None and layers.projected and optimizers[0] is not None:
+            raise ValueError(
+                f"alpha_hint > 0 between hidden sizes {layers.student_hidden} (student) and {layers.teacher_hidden} "
+                "(teacher) trains projections that the trainer creates, so the optimizer passed in `optimizers` "
+                "cannot hold them; let the trainer create the optimizer (optim=..., or optimizer_cls_and_kwargs)"
+            )
         if train_dataset is not None:
             check_dataset_not_empty(train_dataset)
             label_names = args.label_names if args.label_names is not None else find_labels(type(student))
@@ -190,6 +198,7 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
         self._forward_inputs: dict[int, tuple[set[str] | None, bool]] = {}
         self._loss_parts: dict[str, torch.Tensor] = {}
         self._loss_parts_start_step: int | None = None
+        self._setup_layer_terms(layers)  # `hf_distill.layer_terms`: the plan, and the hint projections if any
 
     # ---- model_init and hyperparameter search ----------------------------------------------------------------------
 
@@ -197,9 +206,14 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
         """`Trainer.call_model_init`, with each new student (one per search trial) checked against the teacher."""
         model = super().call_model_init(trial)
         check_student_terms(model, terms=self.loss_weights, args=self.args)
-        for position, teacher in enumerate(getattr(self, "teacher_models", [])):
+        teachers = getattr(self, "teacher_models", [])
+        for position, teacher in enumerate(teachers):
             name = f"teacher {position}" if len(self.teacher_models) > 1 else None
             check_teacher(self.accelerator.unwrap_model(teacher), model, self.loss_weights, name)
+        if hasattr(self, "teacher_plan"):
+            # A new student (a search trial) gets its own layer plan and fresh projections.
+            followed = self.accelerator.unwrap_model(teachers[self.teacher_plan.cos_teacher]) if teachers else None
+            self._setup_layer_terms(layer_plan(self.args, model, followed, self.loss_weights))
         return model
 
     @property
@@ -313,7 +327,8 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
                 num_items_in_batch=num_items_in_batch,
             )
 
-        temperature, weights = distillation_settings(self.args)  # read and validated once per step
+        # Read and validated once per step, at this step's point of the `schedules`.
+        temperature, weights = distillation_settings(self.args, self._progress())
         has_labels = any(name in inputs for name in self.label_names)
         if "task" in weights and not has_labels:
             raise ValueError(
@@ -340,7 +355,7 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
         elif (self.label_smoother is not None or self.compute_loss_func is not None) and "labels" in student_inputs:
             # As in `Trainer`: the task loss is computed from the logits, not by the model.
             held_labels = student_inputs.pop("labels")
-        if "cos" in weights:
+        if "cos" in weights or "hint" in weights:
             student_inputs["output_hidden_states"] = True
         # The teacher runs first: its activations are freed before the student's forward builds the autograd graph,
         # so the two never occupy memory together (lower peak, and measurably faster on CPU, where fresh large
@@ -351,12 +366,17 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
             teacher, teacher_task = self._cotrained_teacher_outputs(
                 inputs, local, counts, hidden_states="cos" in weights
             )
-        elif weights.keys() & {"kd", "cos", "mse"}:
+        elif weights.keys() & {"kd", "cos", "mse", *LAYER_TERMS}:
             if self.teacher_plan.cached:
                 teacher = self._cached_teacher_outputs(inputs, hidden_states="cos" in weights)
             else:
                 teacher = self._teacher_outputs(inputs, hidden_states="cos" in weights)
-        outputs = model(**student_inputs)
+        capture = self._layer_capture(model, side=0)
+        if capture is None:
+            outputs, captured = model(**student_inputs), {}
+        else:
+            with capture as captured:
+                outputs = model(**student_inputs)
         if not isinstance(outputs, dict):
             student_name = type(self.accelerator.unwrap_model(model)).__name__
             raise ValueError(
@@ -372,6 +392,8 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
             parts.update(
                 self._teacher_terms(outputs, teacher, inputs, counts, weights=weights, temperature=temperature)
             )
+        if teacher is not None and self.layer_plan is not None:
+            parts.update(self._layer_terms(outputs, captured, teacher, inputs, counts))
 
         if self.teacher_plan.cached and teacher is not None:
             self._check_cached_targets(parts, teacher)
@@ -523,6 +545,14 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
         mask = attention_mask.bool() if isinstance(attention_mask, torch.Tensor) else None
         return [(student_logits, teacher_logits)], mask, counts.tokens
 
+    def _progress(self) -> float:
+        """Where this step lies in training for `schedules`: 0 at the first optimizer step, 1 at the last."""
+        return self._progress_at(self.state.global_step)
+
+    def _progress_at(self, step: int) -> float:
+        max_steps = getattr(self.state, "max_steps", 0) or 0
+        return min(step / (max_steps - 1), 1.0) if max_steps > 1 else 0.0
+
     # ---- logging ---------------------------------------------------------------------------------------------------
 
     def _record_loss_parts(self, parts: dict[str, torch.Tensor]) -> None:
@@ -537,6 +567,12 @@ class DistillationTrainer(TeacherOutputs, CoTrainingHooks, CheckpointHooks, Trai
         the route checkpoint teaching now (`route_checkpoint`, its index) on a teacher route."""
         if "loss" in logs and self._teacher_route:
             logs["route_checkpoint"] = self._route_index
+        scheduled = getattr(self.args, "schedules", None)
+        if "loss" in logs and scheduled:
+            # The scheduled values of the last step taken, under their argument names.
+            temperature, weights = distillation_settings(self.args, self._progress_at(self.state.global_step - 1))
+            for name in (entry.split(":")[0] for entry in scheduled):
+                logs[name] = temperature if name == "temperature" else weights.get(name.removeprefix("alpha_"), 0.0)
         if "loss" in logs and self._loss_parts:
             steps = max(self.state.global_step - (self._loss_parts_start_step or 0), 1)
             for name, total in self._loss_parts.items():

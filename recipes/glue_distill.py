@@ -10,7 +10,8 @@ without GPUs add `--use_cpu true` (accelerate's own `--cpu` flag starts a single
 A teacher that is only pre-trained: `--teacher_finetune_epochs 3` fine-tunes it first (saved under
 `<output_dir>/_teacher`, reused by later runs). `--push_to_hub --hub_model_id user/name` uploads the student, its
 tokenizer and the model card. A BiLSTM or TextCNN student on a teacher-labelled transfer set (Tang et al. 2019):
-`--student_type bilstm --augment 20`.
+`--student_type bilstm --augment 20`. Intermediate layers (`--alpha_hint`, `--alpha_attn`, `--alpha_rel`) and
+TinyBERT's two stages: README "Layer losses".
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ from hf_distill.glue import (
     tokenize_glue,
     tokenize_transfer_set,
 )
+from hf_distill.layer_terms import layer_plan
+from hf_distill.losses import LAYER_TERMS
 from hf_distill.processes import end_processes_together
 from hf_distill.results import format_table
 from hf_distill.student import build_student, check_student_layers
@@ -272,6 +275,9 @@ def main() -> None:
         check_same_tokenization(tokenizer, student_tokenizer, raw["train"][task.sentence1_key][:32])
         check_teacher_student(teacher, student, terms=distillation_settings(training_args)[1])
     check_max_seq_length(data_args.max_seq_length, tokenizer, teacher, *([student] if student is not None else []))
+    terms = distillation_settings(training_args)[1]
+    if terms.keys() & set(LAYER_TERMS):  # layer_map, heads and sizes against both models, before the fine-tuning
+        layer_plan(training_args, student or build_student(teacher, **student_kind), teacher, terms)
     teacher_dir = Path(training_args.output_dir) / "_teacher"
     teacher, teacher_metrics, teacher_stage = prepare_teacher(
         teacher,

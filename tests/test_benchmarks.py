@@ -213,3 +213,57 @@ def test_quality_runs_are_claimed_once_and_stale_claims_taken_over(tmp_path):
     assert quality_sst2.claim(run)
     (tmp_path / "c_seed0.claim").write_text("")
     assert quality_sst2.claim(tmp_path / "c_seed0.json")
+
+
+def test_layer_losses_section_and_narrow_student_initialisation(tiny_classifier, monkeypatch):
+    """The layer-loss table must show each term beside its own baseline, read from the result file; and the narrow
+    student must start from the teacher's leading slices of layers 0, 2, 4 (a student left at random, or sliced from
+    the wrong layers, would make the hint comparison one between initialisations, not losses)."""
+    import re
+
+    import torch
+
+    from benchmarks import layer_losses
+
+    def variant(description, settings, median):
+        return {"description": description, "settings": settings, "median": median, "min": median, "max": median}
+
+    result = {
+        "command": "python -m benchmarks.layer_losses",
+        "date": "2026-12-02",
+        "config": {
+            "dev_rows": 872,
+            "epochs": 1.0,
+            "train_rows": 8000,
+            "learning_rate": 1e-4,
+            "batch_size": 32,
+            "seeds": [0, 1, 2],
+            "narrow": layer_losses.NARROW,
+        },  # fmt: skip
+        "summary": {"teacher_accuracy": 0.9, "hint_gain_points": 0.5, "narrow_hint_gain_points": 2.0},
+        "results": {
+            "teacher": {"train_rows": 67349},
+            "variants": {
+                "triple": variant("triple", {}, 0.85),
+                "hint": variant("hint", {"alpha_hint": 2.0}, 0.855),
+                "narrow": variant("narrow", {"alpha_cos": 0.0}, 0.80),
+                "narrow_hint": variant("narrow hint", {"alpha_cos": 0.0, "alpha_hint": 2.0}, 0.82),
+            },
+        },
+    }
+    text = "\n".join(render._layer_losses(result))
+    assert "| hint: hint | `alpha_hint=2` | 0.8550 (0.8550 – 0.8550) | +0.50 points |" in text
+    assert "| narrow_hint: narrow hint | `alpha_cos=0`, `alpha_hint=2` | 0.8200" in text and "+2.00 points" in text
+
+    config = tiny_classifier.config
+    config.num_hidden_layers = 6
+    torch.manual_seed(0)
+    teacher = type(tiny_classifier)(config)
+    monkeypatch.setattr(layer_losses, "NARROW", dict(hidden_size=16, num_attention_heads=2, intermediate_size=20))
+    student = layer_losses.narrow_student(teacher)
+    assert student.config.hidden_size == 16 and student.config.num_hidden_layers == 3
+    source = teacher.state_dict()
+    for name, value in student.state_dict().items():
+        teacher_name = re.sub(r"layer\.(\d+)\.", lambda m: f"layer.{[0, 2, 4][int(m.group(1))]}.", name)
+        expected = source[teacher_name][tuple(slice(0, size) for size in value.shape)]
+        assert torch.equal(value, expected), name

@@ -233,6 +233,39 @@ def _case_cotrain_frozen(tmp_path):
     _trainer(tmp_path, teacher=_teacher().requires_grad_(False), cotrain_teacher=True)
 
 
+def _case_layer_terms_cached(tmp_path):
+    DistillationTrainer(
+        model=_student(),
+        teacher_model=None,
+        args=_args(tmp_path, alpha_cos=0.0, alpha_hint=1.0),
+        train_dataset=cache_teacher_outputs(_teacher(), random_token_dataset(8)),
+        data_collator=pad_collate,
+    )
+
+
+def _case_attention_unsupported(tmp_path):
+    from transformers import ModernBertConfig, ModernBertForSequenceClassification
+
+    config = ModernBertConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=64, num_labels=3, pad_token_id=0,
+    )  # fmt: skip
+    teacher = ModernBertForSequenceClassification(config)
+    _trainer(tmp_path, teacher=teacher, student=copy.deepcopy(teacher), alpha_attn=1.0)
+
+
+def _case_projections_user_optimizer(tmp_path):
+    student = _student(hidden_size=16, intermediate_size=20)
+    DistillationTrainer(
+        model=student,
+        teacher_model=_teacher(),
+        args=_args(tmp_path, alpha_cos=0.0, alpha_hint=1.0),
+        train_dataset=random_token_dataset(8),
+        data_collator=pad_collate,
+        optimizers=(torch.optim.SGD(student.parameters(), lr=0.1), None),
+    )
+
+
 CASES = [
     ("temperature-zero", "arguments", lambda t: _args(t, temperature=0.0), "temperature must be a positive finite"),
     (
@@ -658,6 +691,40 @@ CASES = [
         "recipe --augment",
         lambda t: check_augment_flags(2, regression=False, terms={"kd"}, teacher_route=True, cotrain_teacher=False),
         "drop --teacher_route or --augment",
+    ),
+    ("layer-map-malformed", "arguments", lambda t: _args(t, alpha_hint=1.0, layer_map=["1-2"]), "student:teacher"),
+    (
+        "layer-map-out-of-range",
+        "trainer",
+        lambda t: _trainer(t, alpha_hint=1.0, layer_map=["1:5"]),
+        "names teacher layer 5, but the teacher has 4 layers",
+    ),
+    (
+        "layer-terms-cached",
+        "trainer",
+        _case_layer_terms_cached,
+        "cached teacher outputs hold the logits",
+    ),
+    (
+        "attention-heads-mismatch",
+        "trainer",
+        lambda t: _trainer(t, student=_student(num_attention_heads=4), alpha_attn=1.0),
+        "matches attention heads one to one",
+    ),
+    (
+        "relation-heads-indivisible",
+        "trainer",
+        lambda t: _trainer(t, alpha_rel=1.0, relation_heads=3),
+        "relation_heads=3 must divide both hidden sizes",
+    ),
+    ("attention-unsupported-model", "trainer", _case_attention_unsupported, "is supported for"),
+    ("hint-projections-user-optimizer", "trainer", _case_projections_user_optimizer, "cannot hold them"),
+    ("schedule-malformed", "arguments", lambda t: _args(t, schedules=["alpha_kd:1:steps"]), "has shape 'steps'"),
+    (
+        "schedule-end-invalid",
+        "arguments",
+        lambda t: _args(t, schedules=["temperature:0"]),
+        "at the end of the schedules",
     ),
 ]
 

@@ -63,6 +63,12 @@ SCRIPT = textwrap.dedent(
             teacher_model, extra = [teacher, second], dict(cos_teacher=1, teacher_weights=[2.0, 1.0])
         elif mode == "cotrain":
             extra = dict(cotrain_teacher=True, cotrain_isolation=False)
+        elif mode == "layers":  # a narrower student: hints through learned projections, attention and relations
+            torch.manual_seed(1)
+            student = BertForSequenceClassification(
+                tiny_bert_config(num_labels=3, num_hidden_layers=2, hidden_size=16, intermediate_size=20)
+            )
+            extra = dict(alpha_cos=0.0, alpha_hint=1.0, alpha_attn=1.0, alpha_rel=1.0, relation_heads=2)
         args = DistillationTrainingArguments(
             output_dir=output_dir, per_device_train_batch_size=per_device, max_steps=3, logging_steps=1,
             learning_rate=1e-3, save_strategy="steps", save_steps=3, report_to="none", use_cpu=True, seed=7,
@@ -87,6 +93,13 @@ SCRIPT = textwrap.dedent(
             "should_save": trainer.args.should_save,
             "weights": {{k: v.tolist() for k, v in trainer.model.state_dict().items() if "classifier" in k}},
             "teacher_weights": {{k: v.tolist() for k, v in teacher.state_dict().items() if "classifier" in k}},
+            "projections": {{
+                k: v.tolist()
+                for k, v in (
+                    trainer.accelerator.unwrap_model(trainer.hint_projections).state_dict().items()
+                    if trainer.hint_projections is not None else []
+                )
+            }},
         }}
         with open(f"{{output_dir}}/record_{{trainer.args.process_index}}.json", "w") as f:
             json.dump(record, f)
@@ -97,12 +110,14 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("mode", ["online", "cached", "ensemble", "cotrain"])
+@pytest.mark.parametrize("mode", ["online", "cached", "ensemble", "cotrain", "layers"])
 def test_two_processes_match_one_process_with_the_same_global_batch(mode, tmp_path):
     """Normalising each process by its own counts, wrapping a frozen teacher in DDP (or not wrapping a co-trained
     one, whose gradients then differ per rank), or saving from every rank gives a run that differs from (or
-    clobbers) the single-process one; in every teacher mode. Tolerance 1e-5: the only expected difference is the
-    summation order of the gradient all-reduce and of the per-shard loss sums (float32 rounding, ~1e-7 relative)."""
+    clobbers) the single-process one; in every teacher mode, and with the layer terms, whose hint projections
+    diverge across ranks if their gradients are not averaged like the student's. Tolerance 1e-5: the only expected
+    difference is the summation order of the gradient all-reduce and of the per-shard loss sums (float32 rounding,
+    ~1e-7 relative)."""
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(root=str(REPO_ROOT)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -133,7 +148,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(mode, tmp_pa
     for a, b in zip(one["logs"], rank0["logs"]):
         for key in (k for k in a if k.startswith("loss")):
             assert b[key] == pytest.approx(a[key], abs=1e-5), (a["step"], key)
-    for kind in ("weights", "teacher_weights"):
+    if mode == "layers":
+        assert one["projections"] and {"loss_hint", "loss_attn", "loss_rel"} <= set(one["logs"][0])
+    for kind in ("weights", "teacher_weights", "projections"):
         for name, value in one[kind].items():
             torch.testing.assert_close(torch.tensor(rank0[kind][name]), torch.tensor(value), atol=1e-5, rtol=0)
     checkpoints = sorted(p.name for p in (tmp_path / "two").iterdir() if p.name.startswith("checkpoint-"))

@@ -809,3 +809,57 @@ def test_tiny_student_and_augment_flags_fail_before_any_work(
     """A contradictory student or transfer-set flag found after the teacher is fine-tuned wastes that run and leaves
     files behind."""
     assert_refused_before_any_work(flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch)
+
+
+def test_recipe_two_stage_tinybert_distillation(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
+    """TinyBERT's two stages through the recipe's flags (README "Layer losses"): intermediate layers first, then
+    predictions from the stage-1 student. A stage 1 that ignored the layer flags, logged no layer terms, or saved a
+    student stage 2 cannot load would each break the documented commands."""
+    base = ["--task_name", "sst2", "--glue_dir", str(glue_dir)]
+    stage1 = tmp_path / "stage1"
+    layer_flags = [
+        "--alpha_kd",
+        "0",
+        "--alpha_task",
+        "0",
+        "--alpha_cos",
+        "0",
+        "--alpha_hint",
+        "1",
+        "--alpha_attn",
+        "1",
+    ]
+    run_recipe(monkeypatch, *base, *common_args(stage1, tiny_teacher_dir), *layer_flags, "--logging_steps", "1")
+    history = json.loads((stage1 / "trainer_state.json").read_text())["log_history"]
+    logged = [entry for entry in history if "loss" in entry]
+    assert logged and all({"loss_hint", "loss_attn"} <= entry.keys() and "loss_kd" not in entry for entry in logged)
+    stage2 = tmp_path / "stage2"
+    args = common_args(stage2, stage1 / "_teacher")
+    args = args[: args.index("--teacher_finetune_epochs")]  # the stage-1 teacher is already fine-tuned
+    run_recipe(
+        monkeypatch, *base, *args, "--student_model_name_or_path", str(stage1),
+        "--alpha_kd", "1", "--alpha_task", "0", "--alpha_cos", "0", "--temperature", "1", "--logging_steps", "1",
+    )  # fmt: skip
+    results = json.loads((stage2 / "results.json").read_text())
+    assert results["student_metrics"]
+    history = json.loads((stage2 / "trainer_state.json").read_text())["log_history"]
+    assert all("loss_kd" in entry and "loss_hint" not in entry for entry in history if "loss" in entry)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--alpha_hint", "1", "--cache_teacher_outputs", "true"], "cached teacher outputs hold the logits"),
+        (["--alpha_hint", "1", "--layer_map", "1:9"], "teacher has 4 layers"),
+        (["--alpha_rel", "1", "--relation_heads", "3"], "relation_heads=3"),
+        (["--alpha_attn", "1", "--layer_map", "0:0"], "pairs only the embeddings"),
+        (["--alpha_hint", "1", "--layer_map", "1-2"], "student:teacher"),
+        (["--schedules", "alpha_kd:1:steps"], "shape"),
+    ],
+)
+def test_layer_term_flags_that_cannot_work_fail_before_any_work(
+    flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch
+):
+    """A layer map beyond the teacher, a relation-head count that divides nothing, or layer terms on cached outputs
+    found only when the trainer starts would waste the teacher's fine-tuning and leave files behind."""
+    assert_refused_before_any_work(flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch)
