@@ -116,6 +116,9 @@ def layer_plan(args: Any, student: nn.Module, teacher: nn.Module | None, terms: 
         raise ValueError(f"{flags} > 0 needs a live teacher to read the intermediate layers of")
     if getattr(args, "cotrain_teacher", False):
         raise ValueError(f"{flags} > 0 is not supported with cotrain_teacher=True; distil from a frozen teacher")
+    reentrant = (getattr(args, "gradient_checkpointing_kwargs", None) or {}).get("use_reentrant")
+    if active & {"attn", "rel"} and getattr(args, "gradient_checkpointing", False) and reentrant:
+        raise ValueError(_REENTRANT_MESSAGE)
     if not getattr(student, "supports_hidden_state_distillation", True):
         raise ValueError(
             f"{flags} > 0 reads the student's transformer layers, but {type(student).__name__} has none; set "
@@ -172,6 +175,13 @@ def layer_plan(args: Any, student: nn.Module, teacher: nn.Module | None, terms: 
             )
         plan.update(relation_layers=(student_layers, teacher_layer), relation_heads=heads)
     return LayerPlan(**plan)
+
+
+_REENTRANT_MESSAGE = (
+    "alpha_attn and alpha_rel read the student's queries, keys and values inside its layers, which reentrant "
+    "gradient checkpointing runs without autograd, so those terms would send no gradient to the student; pass "
+    "gradient_checkpointing_kwargs={'use_reentrant': False} (the default), or drop gradient_checkpointing"
+)
 
 
 def _largest_common_divisor(a: int, b: int, at_most: int) -> int:
@@ -343,6 +353,9 @@ class LayerTermHooks:
                     total = total + mse_loss(student_state, teacher_state, mask=mask, reduction="sum")
             count = counts.examples if plan.hint_loss == "pkd" else counts.tokens
             parts["hint"] = counts.share(total / len(student_states), count)
+        if captured and self.model.training and not all(value.requires_grad for value in captured.values()):
+            if any(p.requires_grad for p in self.accelerator.unwrap_model(self.model).parameters()):
+                raise ValueError(_REENTRANT_MESSAGE)
         if "attn" in plan.terms:
             total = 0.0
             for position, (s, _) in enumerate(plan.attn_pairs):

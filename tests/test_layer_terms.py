@@ -251,3 +251,17 @@ def test_layer_terms_with_an_ensemble_need_the_teacher_they_follow(tiny_classifi
     second = copy.deepcopy(tiny_classifier)
     _refused(tmp_path, "cos_teacher", student_like(tiny_classifier), [tiny_classifier, second], alpha_cos=0.0,
              alpha_hint=1.0)  # fmt: skip
+
+
+def test_reentrant_gradient_checkpointing_is_refused_for_attention_terms(tiny_classifier, tmp_path):
+    """Reentrant checkpointing runs each layer without autograd, so the recorded queries and keys carry no gradient:
+    the attention term would silently teach nothing (or the step would fail with a bare autograd error). The default,
+    non-reentrant checkpointing must train with gradients from the term."""
+    _refused(tmp_path, "use_reentrant", student_like(tiny_classifier), tiny_classifier, alpha_attn=1.0,
+             gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": True})  # fmt: skip
+    trainer = make_trainer(
+        student_like(tiny_classifier), tiny_classifier, tmp_path, alpha_kd=0.0, alpha_task=0.0, alpha_cos=0.0,
+        alpha_attn=1.0, gradient_checkpointing=True,
+    )  # fmt: skip
+    logs = train_logs(trainer)
+    assert all(entry["grad_norm"] > 0 for entry in logs)
