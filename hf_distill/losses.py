@@ -58,14 +58,6 @@ CITATIONS: dict[str, str] = {
         "  year={2015}\n"
         "}"
     ),
-    "sun2019": (
-        "@inproceedings{sun2019patient,\n"
-        "  title={Patient Knowledge Distillation for BERT Model Compression},\n"
-        "  author={Sun, Siqi and Cheng, Yu and Gan, Zhe and Liu, Jingjing},\n"
-        "  booktitle={Proceedings of the 2019 Conference on Empirical Methods in Natural Language Processing},\n"
-        "  year={2019}\n"
-        "}"
-    ),
     "jiao2020": (
         "@inproceedings{jiao2020tinybert,\n"
         "  title={TinyBERT: Distilling BERT for Natural Language Understanding},\n"
@@ -152,7 +144,7 @@ LOSS_TERMS: dict[str, LossTerm] = {
             "hidden-state hints at the layers of layer_map (MSE, cosine or PKD's normalised [CLS]), through learned "
             "projections when the hidden sizes differ; Romero et al., 2015; Sun et al., 2019; Jiao et al., 2020",
             0.0,
-            "jiao2020",
+            "romero2015",
         ),
         LossTerm(
             "attn",

@@ -76,8 +76,9 @@ def test_layer_terms_match_independent_formulas(tiny_classifier, tmp_path):
 
 def test_narrow_student_trains_its_projections_and_saves_a_clean_student(tiny_classifier, tmp_path):
     """Projections kept out of the optimizer never learn; inside the student's module tree they leak into its
-    checkpoint and `from_pretrained` reports unexpected keys. The saved student must load cleanly, with the
-    projections in their own file beside it and in every checkpoint."""
+    checkpoint and `from_pretrained` reports unexpected keys; hooks left on either model change the user's objects.
+    The saved student must load cleanly, with the projections in their own file beside it and in every
+    checkpoint."""
     student = narrow_student()
     trainer = make_trainer(
         student, tiny_classifier, tmp_path, alpha_cos=0.0, relation_heads=2, save_strategy="steps", save_steps=2,
@@ -89,6 +90,8 @@ def test_narrow_student_trains_its_projections_and_saves_a_clean_student(tiny_cl
     before = {k: v.clone() for k, v in projections.state_dict().items()}
     logs = train_logs(trainer)
     assert {"loss_hint", "loss_attn", "loss_rel"} <= logs[0].keys()
+    # The recording hooks are gone after each step: the user's teacher and the saved student carry none.
+    assert not any(module._forward_hooks for model in (tiny_classifier, student) for module in model.modules())
     held = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert all(id(p) in held for p in projections.parameters())
     assert any(not torch.equal(before[k], v) for k, v in projections.state_dict().items())
@@ -265,3 +268,31 @@ def test_reentrant_gradient_checkpointing_is_refused_for_attention_terms(tiny_cl
     )  # fmt: skip
     logs = train_logs(trainer)
     assert all(entry["grad_norm"] > 0 for entry in logs)
+
+
+def test_roberta_students_of_another_width_distil_relations_and_hints(tmp_path):
+    """MiniLMv2 needs no equal widths or head counts: a RoBERTa student of hidden 16 with 4 heads learns relations
+    from a hidden-32, 2-head teacher (relation heads dividing both), and hints through projections; the terms are
+    zero for a student equal to its teacher."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    def roberta(**overrides):
+        values = dict(
+            vocab_size=99, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37,
+            max_position_embeddings=70, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+            pad_token_id=0,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        return RobertaForSequenceClassification(RobertaConfig(**{**values, **overrides})).eval()
+
+    teacher = roberta()
+    trainer = make_trainer(copy.deepcopy(teacher), teacher, tmp_path / "same", **LAYERS)
+    _, parts = one_batch_loss(trainer, batch_of())
+    assert parts["rel"] == pytest.approx(0.0, abs=1e-5) and parts["attn"] == pytest.approx(0.0, abs=1e-5)
+    student = roberta(hidden_size=16, num_attention_heads=4, intermediate_size=20, num_hidden_layers=2)
+    trainer = make_trainer(
+        student, teacher, tmp_path / "narrow", alpha_cos=0.0, alpha_hint=1.0, alpha_rel=1.0, relation_heads=2
+    )
+    logs = train_logs(trainer)
+    assert all(entry["loss_rel"] > 0 and entry["loss_hint"] > 0 for entry in logs)
+    assert trainer.layer_plan.relation_layers == (2, 4) and trainer.hint_projections is not None
