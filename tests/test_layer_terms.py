@@ -92,8 +92,8 @@ def test_narrow_student_trains_its_projections_and_saves_a_clean_student(tiny_cl
     assert {"loss_hint", "loss_attn", "loss_rel"} <= logs[0].keys()
     # The recording hooks (on the query, key and value projections) are gone after each step: the user's teacher
     # and the saved student carry none. (transformers installs its own output-capturing hooks on layers.)
-    projections = [m for model in (tiny_classifier, student) for n, m in model.named_modules() if n.endswith("value")]
-    assert projections and not any(module._forward_hooks for module in projections)
+    values = [m for model in (tiny_classifier, student) for n, m in model.named_modules() if n.endswith("value")]
+    assert values and not any(module._forward_hooks for module in values)
     held = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert all(id(p) in held for p in projections.parameters())
     assert any(not torch.equal(before[k], v) for k, v in projections.state_dict().items())
