@@ -1,7 +1,7 @@
 """Intermediate-layer losses on real SST-2: each layer term beside the triple-loss default, and hints for a narrower
 student through learned projections.
 
-    .venv/bin/python -m benchmarks.layer_losses [--train_samples 8000] [--seeds 0 1 2] [--threads 2]
+    .venv/bin/python -m benchmarks.layer_losses [--train_samples 4000] [--seeds 0 1 2] [--threads 2]
 
 Teacher: the packaged all-MiniLM-L6-v2 fine-tuned on all of SST-2 train and chosen on dev by `benchmarks.quality_sst2`
 (run that first; its teacher is reused from benchmarks/.cache). Every student trains on the same shuffled subset of
@@ -82,9 +82,9 @@ def narrow_student(teacher: torch.nn.Module) -> torch.nn.Module:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--glue_dir", default=str(DEFAULT_GLUE_DIR))
-    parser.add_argument("--train_samples", type=int, default=8000)
+    parser.add_argument("--train_samples", type=int, default=4000)
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--learning_rate", type=float, default=1e-4)
+    parser.add_argument("--learning_rate", type=float, default=3e-4)
     parser.add_argument("--warmup", type=float, default=0.06)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--max_seq_length", type=int, default=128)
