@@ -54,6 +54,21 @@ def write_result(name: str, *, config: dict[str, Any], results: dict[str, Any], 
     return path
 
 
+def seed_statistics(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The dev accuracies of one variant's runs (one per seed, in seed order), their median and range, and the
+    training times."""
+    import statistics
+
+    accuracies = [run["accuracy"] for run in runs]
+    return {
+        "accuracies": accuracies,
+        "median": statistics.median(accuracies),
+        "min": min(accuracies),
+        "max": max(accuracies),
+        "train_runtime_s": [run["train_runtime_s"] for run in runs],
+    }
+
+
 def sst2_subset(glue_dir: str, train_samples: int, max_seq_length: int) -> tuple[Any, Any, Any, Any]:
     """Real SST-2 tokenised with the MiniLM tokenizer: the first `train_samples` rows of train shuffled with seed 0.
 

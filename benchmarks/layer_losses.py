@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import torch
 from transformers import DataCollatorWithPadding, set_seed
 from transformers.utils import logging
 
-from benchmarks.common import DEFAULT_GLUE_DIR, ROOT, sst2_subset, write_result
+from benchmarks.common import DEFAULT_GLUE_DIR, ROOT, seed_statistics, sst2_subset, write_result
 from benchmarks.quality_sst2 import claim
 from benchmarks.render import update_readme
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, make_student
@@ -159,15 +158,10 @@ def main() -> None:
     variants = {}
     for key in args.variants:
         runs = [json.loads(run_path(key, seed).read_text()) for seed in args.seeds]
-        accuracies = [run["accuracy"] for run in runs]
         variants[key] = {
             "description": VARIANTS[key][0],
             "settings": VARIANTS[key][1],
-            "accuracies": accuracies,
-            "median": statistics.median(accuracies),
-            "min": min(accuracies),
-            "max": max(accuracies),
-            "train_runtime_s": [run["train_runtime_s"] for run in runs],
+            **seed_statistics(runs),
             "first_logged_terms": runs[0]["first_logged_terms"],
         }
     summary: dict[str, Any] = {"teacher_accuracy": teacher_record["best"]["accuracy"]}

@@ -28,7 +28,6 @@ import functools
 import json
 import math
 import os
-import statistics
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,7 +45,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
-from benchmarks.common import DEFAULT_GLUE_DIR, ROOT, minilm_path, sst2_subset, write_result
+from benchmarks.common import DEFAULT_GLUE_DIR, ROOT, minilm_path, seed_statistics, sst2_subset, write_result
 from benchmarks.render import update_readme
 from hf_distill import DistillationTrainer, DistillationTrainingArguments, cache_teacher_outputs, make_student
 from hf_distill.arguments import LOSS_WEIGHT_NAMES, distillation_settings
@@ -331,16 +330,7 @@ def main() -> None:
     variants = {}
     for key in args.variants:
         runs = [json.loads(run_path(key, seed).read_text()) for seed in args.seeds]
-        accuracies = [run["accuracy"] for run in runs]
-        variants[key] = {
-            "description": VARIANTS[key][0],
-            "layers": VARIANTS[key][1],
-            "accuracies": accuracies,
-            "median": statistics.median(accuracies),
-            "min": min(accuracies),
-            "max": max(accuracies),
-            "train_runtime_s": [run["train_runtime_s"] for run in runs],
-        }
+        variants[key] = {"description": VARIANTS[key][0], "layers": VARIANTS[key][1], **seed_statistics(runs)}
     summary = {"teacher_accuracy": teacher_accuracy}
     if "b" in variants:
         summary["retention"] = variants["b"]["median"] / teacher_accuracy
