@@ -206,7 +206,11 @@ class DistillationTrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_distillation_settings(self.temperature, {name: getattr(self, name) for name in LOSS_WEIGHT_NAMES})
+        check_distillation_settings(
+            self.temperature,
+            {name: getattr(self, name) for name in LOSS_WEIGHT_NAMES},
+            scheduled_up=_scheduled_up(self),
+        )
         # `numpy.float32(2.0)` or a 0-d tensor passes the check; stored as the `float` it equals, so that the
         # arguments still serialise (`to_json_string`, which TensorBoard and the Hub card call).
         self.temperature = float(self.temperature)
@@ -233,7 +237,7 @@ def _is_real_number(value: Any) -> bool:
     return hasattr(value, "item") and getattr(value, "ndim", None) == 0 and isinstance(value.item(), numbers.Real)
 
 
-def check_distillation_settings(temperature: Any, weights: dict[str, Any]) -> None:
+def check_distillation_settings(temperature: Any, weights: dict[str, Any], *, scheduled_up: bool = False) -> None:
     """Raise `ValueError` for a temperature or loss weights that cannot train a student.
 
     Every value that passes trains without producing NaN: the temperature lies in `TEMPERATURE_RANGE` and each weight
@@ -243,6 +247,8 @@ def check_distillation_settings(temperature: Any, weights: dict[str, Any]) -> No
     Args:
         temperature: The softmax temperature; a finite number in `TEMPERATURE_RANGE`.
         weights: Loss weights keyed by argument name (`"alpha_kd"`, ...); each a finite number >= 0, not all 0.
+        scheduled_up (`bool`, *optional*, defaults to `False`): A weight's schedule ends above 0, so all weights may
+            start at 0 (a term warmed up from nothing).
     """
     low, high = TEMPERATURE_RANGE
     if not _is_real_number(temperature):
@@ -273,11 +279,20 @@ def check_distillation_settings(temperature: Any, weights: dict[str, Any]) -> No
                 "the first large step. Only the ratios of the weights matter; scale them down (and the learning rate "
                 "with them if needed)"
             )
-    if all(float(value) == 0 for value in weights.values()):
+    if all(float(value) == 0 for value in weights.values()) and not scheduled_up:
         raise ValueError(
             f"all loss weights are 0 ({', '.join(weights)}), so there is nothing to train on; "
             "set at least one of them > 0, e.g. alpha_kd=5.0"
         )
+
+
+def _scheduled_up(args: Any) -> bool:
+    """Whether a loss weight is scheduled to end above 0 (a schedule's form is checked in `check_layer_settings`)."""
+    try:
+        schedules = parse_schedules(getattr(args, "schedules", None), SCHEDULABLE)
+    except ValueError:
+        return False
+    return any(name != "temperature" and schedule.end > 0 for name, schedule in schedules.items())
 
 
 def check_layer_settings(args: Any) -> None:
@@ -287,7 +302,11 @@ def check_layer_settings(args: Any) -> None:
         value = getattr(args, name, kinds[0])
         if value not in kinds:
             raise ValueError(f"{name} must be one of {list(kinds)}, got {value!r}")
-    parse_layer_map(getattr(args, "layer_map", None))
+    if parse_layer_map(getattr(args, "layer_map", None)) is not None and getattr(args, "hint_embeddings", False):
+        raise ValueError(
+            f"hint_embeddings=True adds 0:0 to the default layer_map, but layer_map is given ({args.layer_map}); "
+            "add '0:0' to layer_map instead, and drop hint_embeddings"
+        )
     for name in ("relation_heads", "relation_teacher_layer"):
         value = getattr(args, name, None)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -333,7 +352,7 @@ def distillation_settings(args: TrainingArguments, progress: float | None = None
     defaults = {f.name: f.default for f in fields(DistillationTrainingArguments)}
     temperature = getattr(args, "temperature", defaults["temperature"])
     weights = {name: getattr(args, name, defaults[name]) for name in LOSS_WEIGHT_NAMES}
-    check_distillation_settings(temperature, weights)
+    check_distillation_settings(temperature, weights, scheduled_up=_scheduled_up(args))
     schedules = parse_schedules(getattr(args, "schedules", None), SCHEDULABLE)
     temperature = float(temperature)
     if "temperature" in schedules:

@@ -43,7 +43,8 @@ def parse_layer_map(value: Sequence[str] | Mapping[int, int] | None) -> LayerPai
         items = [(_as_int(s, f"{s}: {t}"), _as_int(t, f"{s}: {t}")) for s, t in value.items()]
     else:
         items = []
-        for entry in value:
+        # `--layer_map 1:2,2:4` arrives as one entry; commas separate pairs as spaces do.
+        for entry in (part for text in value for part in str(text).replace(",", " ").split()):
             parts = str(entry).split(":")
             if len(parts) != 2:
                 raise ValueError(

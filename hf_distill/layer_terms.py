@@ -15,6 +15,7 @@ resume.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +185,13 @@ _REENTRANT_MESSAGE = (
 )
 
 
+def count_examples(inputs: dict[str, Any], mask: torch.Tensor) -> int:
+    """Examples in a batch: the leading dimension of its inputs (several sequences each for multiple choice)."""
+    input_ids = inputs.get("input_ids")
+    reference = input_ids if isinstance(input_ids, torch.Tensor) else inputs.get("attention_mask")
+    return reference.shape[0] if isinstance(reference, torch.Tensor) else mask.shape[0]
+
+
 def _largest_common_divisor(a: int, b: int, at_most: int) -> int:
     return max(d for d in range(1, min(a, b, max(at_most, 1)) + 1) if a % d == 0 and b % d == 0)
 
@@ -202,8 +210,9 @@ class HintProjections(nn.Module):
         self.maps = nn.ModuleList(nn.Linear(student_hidden, teacher_hidden) for _ in range(num_pairs))
 
     def forward(self, states: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Project the student's states of each pair, in the order of the pairs."""
-        return [projection(state) for projection, state in zip(self.maps, states)]
+        """Project the student's states of each pair, in the order of the pairs (in the projections' dtype: a bf16
+        student's states meet fp32 projections)."""
+        return [projection(state.to(projection.weight.dtype)) for projection, state in zip(self.maps, states)]
 
 
 def save_projections(projections: nn.Module, directory: str | os.PathLike) -> str:
@@ -320,17 +329,22 @@ class LayerTermHooks:
         teacher: dict[str, torch.Tensor],
         inputs: dict[str, Any],
         counts: ItemCounts,
+        terms: Collection[str],
     ) -> dict[str, torch.Tensor]:
-        """`L_hint`, `L_attn` and `L_rel` as shares of the accumulated batch (each averaged over its layer pairs)."""
+        """`L_hint`, `L_attn` and `L_rel` (those of `terms`, this step's active ones) as shares of the accumulated
+        batch, each averaged over its layer pairs."""
         plan = self.layer_plan
+        terms = plan.terms & set(terms)
         parts: dict[str, torch.Tensor] = {}
         input_ids = inputs.get("input_ids")
         attention_mask = inputs.get("attention_mask")
         if not isinstance(attention_mask, torch.Tensor):
             reference = input_ids if isinstance(input_ids, torch.Tensor) else outputs["hidden_states"][0][..., 0]
-            attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
-        mask = attention_mask.bool()
-        if "hint" in plan.terms:
+            attention_mask = torch.ones(reference.shape, dtype=torch.long, device=reference.device)
+        # One row per sequence the encoder ran: multiple-choice batches (batch, choices, seq) are flattened by the
+        # model to (batch * choices, seq), and so are their hidden states, queries and keys.
+        mask = attention_mask.reshape(-1, attention_mask.shape[-1]).bool()
+        if "hint" in terms:
             hidden = outputs.get("hidden_states")
             if not hidden:
                 raise ValueError(
@@ -346,7 +360,9 @@ class LayerTermHooks:
             for position, student_state in enumerate(student_states):
                 teacher_state = teacher[HINT_KEY][position]
                 if plan.hint_loss == "pkd":
-                    total = total + pkd_loss(student_state, teacher_state[:, 0], reduction="sum")
+                    # Normalised by examples: a multiple-choice example's sequences count as one item (their mean).
+                    per_example = mask.shape[0] / max(count_examples(inputs, mask), 1)
+                    total = total + pkd_loss(student_state, teacher_state[:, 0], reduction="sum") / per_example
                 elif plan.hint_loss == "cosine":
                     total = total + cosine_loss(student_state, teacher_state, mask=mask, reduction="sum")
                 else:
@@ -356,7 +372,7 @@ class LayerTermHooks:
         if captured and self.model.training and not all(value.requires_grad for value in captured.values()):
             if any(p.requires_grad for p in self.accelerator.unwrap_model(self.model).parameters()):
                 raise ValueError(_REENTRANT_MESSAGE)
-        if "attn" in plan.terms:
+        if "attn" in terms:
             total = 0.0
             for position, (s, _) in enumerate(plan.attn_pairs):
                 student_scores = head_products(captured[(s, "query")], captured[(s, "key")], plan.student_heads)
@@ -367,7 +383,7 @@ class LayerTermHooks:
                     student_scores, teacher_scores, attention_mask=mask, kind=plan.attn_loss, reduction="sum"
                 )
             parts["attn"] = counts.share(total / len(plan.attn_pairs), counts.tokens)
-        if "rel" in plan.terms:
+        if "rel" in terms:
             layer = plan.relation_layers[0]
             total = 0.0
             for part, key in TEACHER_PART_KEYS.items():
@@ -423,6 +439,26 @@ class LayerTermHooks:
         if self.hint_projections is not None:
             directory = output_dir if output_dir is not None else self.args.output_dir
             save_projections(self.accelerator.unwrap_model(self.hint_projections), directory)
+
+    def _load_best_model(self) -> None:
+        """`Trainer._load_best_model` (`load_best_model_at_end`), and the best checkpoint's hint projections with it,
+        so that the saved student and its projections were trained together."""
+        super()._load_best_model()
+        best = self.state.best_model_checkpoint
+        if self.hint_projections is not None and best is not None:
+            load_projections(self.accelerator.unwrap_model(self.hint_projections), best)
+
+    def _check_layer_terms_planned(self, terms: Collection[str]) -> None:
+        """Refuse a layer term switched on after the trainer was built: its plan (hooks, projections) is made then."""
+        planned = self.layer_plan.terms if self.layer_plan is not None else frozenset()
+        added = sorted(set(terms) & set(LAYER_TERMS) - planned)
+        if added:
+            flags = ", ".join(f"alpha_{name}" for name in added)
+            raise ValueError(
+                f"{flags} was set > 0 after the DistillationTrainer was built, but the layer terms' plan (the layers "
+                "to read, the projections in the optimizer) is made when it is built; pass it in the arguments "
+                "given to DistillationTrainer"
+            )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         """`Trainer._load_from_checkpoint`, and the hint projections of the checkpoint."""

@@ -393,7 +393,7 @@ class DistillationTrainer(LayerTermHooks, TeacherOutputs, CoTrainingHooks, Check
                 self._teacher_terms(outputs, teacher, inputs, counts, weights=weights, temperature=temperature)
             )
         if teacher is not None and self.layer_plan is not None:
-            parts.update(self._layer_terms(outputs, captured, teacher, inputs, counts))
+            parts.update(self._layer_terms(outputs, captured, teacher, inputs, counts, weights))
 
         if self.teacher_plan.cached and teacher is not None:
             self._check_cached_targets(parts, teacher)
@@ -597,6 +597,7 @@ class DistillationTrainer(LayerTermHooks, TeacherOutputs, CoTrainingHooks, Check
     def train(self, *args: Any, **kwargs: Any) -> Any:
         """`Trainer.train`, with the distillation settings checked again (arguments can change after `__init__`)."""
         distillation_settings(self.args)  # fail now, not at the first step, for a value changed since __init__
+        self._check_layer_terms_planned(self.loss_weights)
         if self.train_dataset is not None:
             check_dataset_not_empty(self.train_dataset)
             if "task" in self.loss_weights:

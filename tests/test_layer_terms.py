@@ -298,3 +298,85 @@ def test_roberta_students_of_another_width_distil_relations_and_hints(tmp_path):
     logs = train_logs(trainer)
     assert all(entry["loss_rel"] > 0 and entry["loss_hint"] > 0 for entry in logs)
     assert trainer.layer_plan.relation_layers == (2, 4) and trainer.hint_projections is not None
+
+
+def test_a_bf16_narrow_student_trains_through_fp32_projections(tiny_classifier, tmp_path):
+    """A student cast to bf16 met fp32 projections with a dtype error at the first step."""
+    student = narrow_student().to(torch.bfloat16)
+    trainer = make_trainer(student, tiny_classifier, tmp_path, alpha_cos=0.0, alpha_hint=1.0, max_steps=2)
+    logs = train_logs(trainer)
+    assert all(torch.isfinite(torch.tensor(entry["loss_hint"])) for entry in logs)
+
+
+def test_the_best_checkpoint_brings_its_projections(tiny_classifier, tmp_path):
+    """`load_best_model_at_end` restored the best student but kept the last step's projections, so `save_model`
+    wrote a pair that was never trained together."""
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    class EarlyBest(TrainerCallback):  # make the first evaluation the best one
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            metrics["eval_loss"] = 0.0 if state.global_step == 2 else 1.0
+
+    trainer = DistillationTrainer(
+        model=narrow_student(),
+        teacher_model=tiny_classifier,
+        args=make_args(
+            tmp_path,
+            alpha_cos=0.0,
+            alpha_hint=1.0,
+            max_steps=6,
+            eval_strategy="steps",
+            eval_steps=2,
+            save_strategy="steps",
+            save_steps=2,
+            load_best_model_at_end=True,
+        ),  # fmt: skip
+        train_dataset=random_token_dataset(32),
+        eval_dataset=random_token_dataset(8, seed=5),
+        data_collator=pad_collate,
+        callbacks=[EarlyBest()],
+    )
+    trainer.train()
+    assert trainer.state.best_model_checkpoint.endswith("checkpoint-2")
+    best = load_file(os.path.join(trainer.state.best_model_checkpoint, PROJECTIONS_NAME))
+    for name, value in trainer.hint_projections.state_dict().items():
+        torch.testing.assert_close(value, best[name], msg=name)
+
+
+def test_layer_terms_switched_after_construction(tiny_classifier, tmp_path):
+    """The layer plan is made when the trainer is built: a term switched on later was dropped silently, and one
+    switched off failed with a message about missing hidden states. On: a clear error; off: it is not computed."""
+    trainer = make_trainer(student_like(tiny_classifier), tiny_classifier, tmp_path / "on")
+    trainer.args.alpha_hint = 1.0
+    with pytest.raises(ValueError, match="after the DistillationTrainer was built"):
+        trainer.train()
+    trainer = make_trainer(student_like(tiny_classifier), tiny_classifier, tmp_path / "off", alpha_hint=1.0)
+    trainer.args.alpha_hint = 0.0
+    logs = train_logs(trainer)
+    assert logs and not any("loss_hint" in entry for entry in logs)
+
+
+def test_a_term_warmed_up_from_zero_may_be_the_only_one(tiny_classifier, tmp_path):
+    """Every weight at 0 with one scheduled up from 0 was refused as 'nothing to train on'; it trains, from 0."""
+    trainer = make_trainer(
+        student_like(tiny_classifier), tiny_classifier, tmp_path, alpha_kd=0.0, alpha_task=0.0, alpha_cos=0.0,
+        alpha_hint=0.0, schedules=["alpha_hint:1"],
+    )  # fmt: skip
+    logs = train_logs(trainer)
+    assert logs[0]["alpha_hint"] == 0.0 and logs[-1]["alpha_hint"] == 1.0 and logs[-1]["loss"] > 0
+
+
+def test_layer_map_spellings_and_an_ignored_hint_embeddings_flag():
+    """`--layer_map 1:2,2:4` (one shell word) was refused while Python accepted the same string; and
+    `hint_embeddings=True` beside an explicit map was dropped without a word."""
+    from transformers import HfArgumentParser
+
+    from hf_distill import DistillationTrainingArguments
+
+    (args,) = HfArgumentParser(DistillationTrainingArguments).parse_args_into_dataclasses(
+        ["--output_dir", "unused", "--layer_map", "1:2,2:4"]
+    )
+    assert args.layer_map == ["1:2", "2:4"]
+    with pytest.raises(ValueError, match="add '0:0' to layer_map"):
+        DistillationTrainingArguments(output_dir="unused", layer_map=["1:2"], hint_embeddings=True)

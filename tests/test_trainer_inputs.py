@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from hf_distill import DistillationTrainer, DistillationTrainingArguments
+from hf_distill.losses import pkd_loss
 
 from .conftest import VOCAB_SIZE, pad_collate, random_token_dataset, target_label_rows, tiny_bert_config
 from .test_trainer import make_args, one_batch_loss, student_like
@@ -80,14 +81,17 @@ HEADS = {
 def test_every_term_on_every_head_is_padding_invariant(head, tmp_path):
     """A term averaged over padding positions (as `loss_mse` on question answering was) changes with the batch's
     padding length: the same examples padded to 14 or 32 tokens gave 0.0028 and 0.0012. Every distillation term must
-    be the same however far a batch is padded. The task term is the model's own loss, as in `Trainer`; transformers'
-    question-answering loss takes its softmax over padding positions too, so it is left out for that head alone."""
+    be the same however far a batch is padded, the layer terms included (multiple choice, whose encoder runs on
+    (batch x choices) sequences, crashed them with a mask of the wrong shape). The task term is the model's own loss,
+    as in `Trainer`; transformers' question-answering loss takes its softmax over padding positions too, so it is
+    left out for that head alone."""
     cls, overrides, rows_maker = HEADS[head]
     torch.manual_seed(0)
     teacher = cls(tiny_bert_config(**overrides)).eval()
     student = student_like(teacher)
     rows = list(rows_maker())
-    weights = dict(alpha_kd=1.0, alpha_task=1.0, alpha_cos=1.0, alpha_mse=1.0)
+    weights = dict(alpha_kd=1.0, alpha_task=1.0, alpha_cos=1.0, alpha_mse=1.0, alpha_hint=1.0, alpha_attn=1.0)
+    weights.update(alpha_rel=1.0, attn_loss="kl")
     trainer = DistillationTrainer(
         model=student, teacher_model=teacher, args=make_args(tmp_path, **weights), data_collator=pad_collate
     )
@@ -100,7 +104,7 @@ def test_every_term_on_every_head_is_padding_invariant(head, tmp_path):
         long = _pad(rows, longest + 13, token_labels=token_labels)
     _, parts_short = one_batch_loss(trainer, short)
     _, parts_long = one_batch_loss(trainer, long)
-    expected = {"kd", "cos", "mse"} | ({"task"} if head != "question_answering" else set())
+    expected = {"kd", "cos", "mse", "hint", "attn", "rel"} | ({"task"} if head != "question_answering" else set())
     assert expected <= set(parts_short)
     for name in sorted(expected):
         assert parts_long[name] == pytest.approx(parts_short[name], rel=1e-5, abs=1e-7), (head, name)
@@ -478,3 +482,26 @@ def test_a_compute_loss_func_written_for_trainer_gets_its_item_count(tiny_classi
         runs[name] = [e for e in trainer.state.log_history if "loss" in e]
     for a, b in zip(runs["model"], runs["func"]):
         assert b["loss_task"] == pytest.approx(a["loss_task"], rel=1e-5), a["step"]
+
+
+def test_pkd_hints_on_multiple_choice_average_over_each_examples_choices(tmp_path):
+    """PKD's distance between unit vectors is at most 4 per item; summing it over every choice's sequence and
+    dividing by the examples gave 5.5 on multiple choice. Each example must count once: the mean over its choices."""
+    cls, overrides, rows_maker = HEADS["multiple_choice"]
+    torch.manual_seed(0)
+    teacher = cls(tiny_bert_config(**overrides)).eval()
+    student = student_like(teacher)
+    rows = list(rows_maker())
+    batch = _choice_batch(max(len(r["input_ids"]) for r in rows), rows)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=make_args(tmp_path, alpha_hint=1.0, hint_loss="pkd"),
+        data_collator=pad_collate,
+    )  # fmt: skip
+    _, parts = one_batch_loss(trainer, batch)
+    flat = {k: v.reshape(-1, v.shape[-1]) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        s = student.bert(**flat, output_hidden_states=True).hidden_states
+        t = teacher.bert(**flat, output_hidden_states=True).hidden_states
+    pairs = trainer.layer_plan.hint_pairs
+    expected = sum(pkd_loss(s[i][:, 0], t[j][:, 0]).item() for i, j in pairs) / len(pairs)
+    assert 0 < parts["hint"] <= 4 and parts["hint"] == pytest.approx(expected, rel=1e-5)
