@@ -368,3 +368,15 @@ def distillation_settings(args: TrainingArguments, progress: float | None = None
         elif value > 0:
             active[name.removeprefix("alpha_")] = value
     return temperature, active
+
+
+def scheduled_values(args: TrainingArguments, progress: float) -> dict[str, float]:
+    """The current values of the scheduled settings (`temperature`, `alpha_kd`, ...) at `progress`, by argument name:
+    what the trainer logs beside the loss."""
+    names = list(parse_schedules(getattr(args, "schedules", None), SCHEDULABLE))
+    if not names:
+        return {}
+    temperature, weights = distillation_settings(args, progress)
+    return {
+        name: temperature if name == "temperature" else weights.get(name.removeprefix("alpha_"), 0.0) for name in names
+    }

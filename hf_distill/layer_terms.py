@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,11 +271,11 @@ class LayerTermHooks:
         return self._attention_layers[key]
 
     def _layer_capture(self, model: nn.Module, side: int) -> Any:
-        """A context recording the projections one model's layer terms need (`side` 0: student, 1: teacher), or
-        `None` when no attention or relation term is active."""
+        """A context recording the projections one model's layer terms need (`side` 0: student, 1: teacher); it
+        records nothing (an empty dict) when no attention or relation term is active."""
         plan = self.layer_plan
         if plan is None or not plan.terms & {"attn", "rel"}:
-            return None
+            return nullcontext({})
         layers = self._attention_layers_of(model, "the student" if side == 0 else "the teacher")
         return capture_projections(layers, plan.capture(side))
 

@@ -44,6 +44,11 @@ class Schedule:
         return start + (self.end - start) * fraction
 
 
+def progress(step: int, max_steps: int | None) -> float:
+    """Where optimizer step `step` (0-based) lies in a run of `max_steps`: 0 at the first step, 1 at the last."""
+    return min(max(step, 0) / (max_steps - 1), 1.0) if max_steps and max_steps > 1 else 0.0
+
+
 def parse_schedules(entries: Sequence[str] | None, names: Sequence[str]) -> dict[str, Schedule]:
     """The schedules of a `schedules` argument, keyed by name, checked for form.
 

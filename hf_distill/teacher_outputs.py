@@ -9,6 +9,7 @@ code never asks where they came from. `_ensemble_target` combines the stacked lo
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -133,16 +134,13 @@ class TeacherOutputs:
             teacher_inputs = self._teacher_inputs(teacher, inputs, labels=False)
             if wants_hidden or (layers is not None and layers.needs_hidden_states):
                 teacher_inputs["output_hidden_states"] = True
-            capture = self._layer_capture(teacher, side=1) if layers is not None else None
+            capture = self._layer_capture(teacher, side=1) if layers is not None else nullcontext({})
             # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy
             # targets.
             teacher.eval()
             with torch.inference_mode(), self.accelerator.autocast():
-                if capture is None:
-                    out, captured = teacher(**teacher_inputs), {}
-                else:
-                    with capture as captured:
-                        out = teacher(**teacher_inputs)
+                with capture as captured:
+                    out = teacher(**teacher_inputs)
                 wanted = self._teacher_forward_outputs(teacher, out, hidden_states=wants_hidden)
                 if layers is not None:
                     wanted.update(self._teacher_layer_outputs(out, captured))

@@ -23,7 +23,7 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.utils import find_labels, logging
 
-from .arguments import DistillationTrainingArguments, distillation_settings
+from .arguments import DistillationTrainingArguments, distillation_settings, scheduled_values
 from .card import is_distillation_card
 from .checkpoints import CheckpointHooks
 from .checks import check_dataset_has_labels, check_dataset_not_empty, check_output_dir, check_student_terms
@@ -32,6 +32,7 @@ from .item_counts import IGNORE_INDEX, ItemCounts, count_items
 from .layer_terms import LayerTermHooks, layer_plan
 from .losses import LAYER_TERMS, binary_kd_loss, cosine_loss, kd_loss, mse_loss
 from .modeling import call_student_init, forward_input_names, takes_return_dict
+from .schedules import progress
 from .teacher_cache import (
     CACHE_COLUMNS,
     CachedOutputsCollator,
@@ -328,7 +329,7 @@ class DistillationTrainer(LayerTermHooks, TeacherOutputs, CoTrainingHooks, Check
             )
 
         # Read and validated once per step, at this step's point of the `schedules`.
-        temperature, weights = distillation_settings(self.args, self._progress())
+        temperature, weights = distillation_settings(self.args, progress(self.state.global_step, self.state.max_steps))
         has_labels = any(name in inputs for name in self.label_names)
         if "task" in weights and not has_labels:
             raise ValueError(
@@ -371,12 +372,8 @@ class DistillationTrainer(LayerTermHooks, TeacherOutputs, CoTrainingHooks, Check
                 teacher = self._cached_teacher_outputs(inputs, hidden_states="cos" in weights)
             else:
                 teacher = self._teacher_outputs(inputs, hidden_states="cos" in weights)
-        capture = self._layer_capture(model, side=0)
-        if capture is None:
-            outputs, captured = model(**student_inputs), {}
-        else:
-            with capture as captured:
-                outputs = model(**student_inputs)
+        with self._layer_capture(model, side=0) as captured:
+            outputs = model(**student_inputs)
         if not isinstance(outputs, dict):
             student_name = type(self.accelerator.unwrap_model(model)).__name__
             raise ValueError(
@@ -545,14 +542,6 @@ class DistillationTrainer(LayerTermHooks, TeacherOutputs, CoTrainingHooks, Check
         mask = attention_mask.bool() if isinstance(attention_mask, torch.Tensor) else None
         return [(student_logits, teacher_logits)], mask, counts.tokens
 
-    def _progress(self) -> float:
-        """Where this step lies in training for `schedules`: 0 at the first optimizer step, 1 at the last."""
-        return self._progress_at(self.state.global_step)
-
-    def _progress_at(self, step: int) -> float:
-        max_steps = getattr(self.state, "max_steps", 0) or 0
-        return min(step / (max_steps - 1), 1.0) if max_steps > 1 else 0.0
-
     # ---- logging ---------------------------------------------------------------------------------------------------
 
     def _record_loss_parts(self, parts: dict[str, torch.Tensor]) -> None:
@@ -567,12 +556,8 @@ class DistillationTrainer(LayerTermHooks, TeacherOutputs, CoTrainingHooks, Check
         the route checkpoint teaching now (`route_checkpoint`, its index) on a teacher route."""
         if "loss" in logs and self._teacher_route:
             logs["route_checkpoint"] = self._route_index
-        scheduled = getattr(self.args, "schedules", None)
-        if "loss" in logs and scheduled:
-            # The scheduled values of the last step taken, under their argument names.
-            temperature, weights = distillation_settings(self.args, self._progress_at(self.state.global_step - 1))
-            for name in (entry.split(":")[0] for entry in scheduled):
-                logs[name] = temperature if name == "temperature" else weights.get(name.removeprefix("alpha_"), 0.0)
+        if "loss" in logs:  # the scheduled values of the last step taken
+            logs.update(scheduled_values(self.args, progress(self.state.global_step - 1, self.state.max_steps)))
         if "loss" in logs and self._loss_parts:
             steps = max(self.state.global_step - (self._loss_parts_start_step or 0), 1)
             for name, total in self._loss_parts.items():
