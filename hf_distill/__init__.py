@@ -2,6 +2,7 @@
 
 from .arguments import DistillationTrainingArguments
 from .checkpoints import is_complete_checkpoint, latest_complete_checkpoint, verify_checkpoint
+from .head_pruning import head_importance, heads_to_prune, load_pruned, prune_heads
 from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
 from .models import (
     BiLSTMConfig,
@@ -10,7 +11,9 @@ from .models import (
     TextCNNForSequenceClassification,
     make_tiny_student,
 )
+from .onnx_export import OnnxModel, export_onnx
 from .processes import end_processes_together
+from .quantization import is_quantized, load_quantized, quantize, save_quantized
 from .student import make_student
 from .teacher_cache import cache_teacher_outputs
 from .trainer import DistillationTrainer
@@ -22,17 +25,27 @@ __all__ = [
     "BiLSTMForSequenceClassification",
     "DistillationTrainer",
     "DistillationTrainingArguments",
+    "OnnxModel",
     "TextCNNConfig",
     "TextCNNForSequenceClassification",
     "binary_kd_loss",
     "cache_teacher_outputs",
     "cosine_loss",
     "end_processes_together",
+    "export_onnx",
+    "head_importance",
+    "heads_to_prune",
     "is_complete_checkpoint",
+    "is_quantized",
     "kd_loss",
     "latest_complete_checkpoint",
+    "load_pruned",
+    "load_quantized",
     "make_student",
     "make_tiny_student",
     "mse_loss",
+    "prune_heads",
+    "quantize",
+    "save_quantized",
     "verify_checkpoint",
 ]

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import PreTrainedModel
@@ -21,7 +21,19 @@ from .arguments import DistillationTrainingArguments
 from .glue import GLUE_CITATION, HUB_DATASET, GlueTask
 from .losses import CITATIONS, LOSS_TERMS, LossTerm
 from .measure import measure_latency
-from .results import DistillationReport, _glue_task, _layers, _metric_rows, _number, _size_speed_rows
+from .results import (
+    DistillationReport,
+    _glue_task,
+    _layers,
+    _metric_rows,
+    _number,
+    _size_speed_rows,
+    compression_header,
+    compression_rows,
+)
+
+if TYPE_CHECKING:
+    from .compression import CompressedModel
 
 logger = logging.get_logger(__name__)
 
@@ -255,6 +267,7 @@ def model_card(
             "tang2019" if tiny or report.transfer_set else "sanh2019",
             *(["kim2014"] if report.student_type == "textcnn" else []),
             *(term.paper for term in terms_used if term is not None),
+            *(["michel2019"] if any("pruned_heads" in row["method"] for row in report.compression or []) else []),
         ]
     )
     citations = [CITATIONS[paper] for paper in papers if paper is not None]
@@ -290,6 +303,7 @@ def model_card(
         "## Size and speed",
         _markdown_table(("", "Teacher", "Student"), _size_speed_rows(report)),
         speed_note,
+        *_compression_section(report),
         "## How to use",
         f"```python\n{_usage(hub_model_id or model_name, pipeline_tag, glue_task, tiny_student=tiny)}\n```",
         "## Training procedure",
@@ -301,6 +315,34 @@ def model_card(
         "```bibtex\n" + "\n\n".join(citations) + "\n```",
     ]
     return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
+
+
+def _compression_section(report: DistillationReport) -> list[str]:
+    """The card's "Compressed variants" section: each int8 or pruned variant of the student, the flags that made
+    it, its score, size and speed; nothing when the run made none."""
+    rows = compression_rows(report)
+    if not rows:
+        return []
+    flags = []
+    methods = [row["method"] for row in report.compression]
+    backends = {method["int8_backend"] for method in methods if "int8_backend" in method}
+    fractions = sorted({method["pruned_heads_fraction"] for method in methods if "pruned_heads_fraction" in method})
+    recovery = {method["recovery_epochs"] for method in methods if "recovery_epochs" in method}
+    if backends:
+        flags.append(f"`--int8 --int8_backend {', '.join(sorted(backends))}`")
+    if fractions:
+        flags.append("`--prune_heads " + " ".join(f"{fraction:g}" for fraction in fractions) + "`")
+    if recovery:
+        flags.append(f"`--prune_recovery_epochs {', '.join(f'{epochs:g}' for epochs in sorted(recovery))}`")
+    return [
+        "## Compressed variants",
+        f"Made by the same run ({' '.join(flags)}) from the student above, scored on the same rows and timed in the "
+        "same interleaved run. Pruning removes the attention heads of least importance over the whole model (Michel "
+        "et al., 2019), physically; a recovered variant was then distilled from the unpruned student. Each is in the "
+        "repository's `compressed/` folder: reload a pruned one with `hf_distill.load_pruned(path)`, an int8 one "
+        "with `hf_distill.load_quantized(path)`.",
+        _markdown_table(compression_header(report), rows),
+    ]
 
 
 _TINY_STUDENT_NAMES = {
@@ -349,6 +391,7 @@ def write_report_and_card(
     seq_len: int,
     latency_repeats: int = 5,
     training_time_s: float | None = None,
+    compressed: Sequence[CompressedModel] = (),
     **card_kwargs: Any,
 ) -> DistillationReport:
     """Measure latency (teacher and student interleaved; `latency_repeats=0` skips it), then write `results.json`
@@ -360,6 +403,8 @@ def write_report_and_card(
         task, teacher_metrics, student_metrics, args, training_time_s: As in `DistillationReport.from_models`.
         seq_len (`int`): The sequence length of the latency inputs.
         latency_repeats (`int`, *optional*, defaults to 5): Interleaved rounds of `measure_latency`.
+        compressed (`Sequence[CompressedModel]`, *optional*): The student's int8 and pruned variants
+            (`hf_distill.compression.compress_student`), timed in the same run and reported beside it.
         **card_kwargs: `teacher_name`, `teacher_finetuning`, `transfer_set` and `train_rows` for the report,
             `eval_rows` for both; the rest (`base_model`, `hub_model_id`, ...) for `model_card`.
 
@@ -369,7 +414,7 @@ def write_report_and_card(
     latency = None
     if latency_repeats > 0:
         latency = measure_latency(
-            {"teacher": teacher, "student": student},
+            {"teacher": teacher, "student": student, **{variant.name: variant.model for variant in compressed}},
             vocab_size=teacher.config.vocab_size,
             seq_len=seq_len,
             repeats=latency_repeats,
@@ -382,6 +427,7 @@ def write_report_and_card(
         student_metrics=student_metrics,
         args=args,
         latency=latency,
+        compression=[variant.row() for variant in compressed] or None,
         training_time_s=training_time_s,
         teacher_name=card_kwargs.pop("teacher_name", None),
         teacher_finetuning=card_kwargs.pop("teacher_finetuning", None),

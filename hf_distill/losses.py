@@ -41,6 +41,14 @@ CITATIONS: dict[str, str] = {
         "  year={2019}\n"
         "}"
     ),
+    "michel2019": (
+        "@inproceedings{michel2019sixteen,\n"
+        "  title={Are Sixteen Heads Really Better than One?},\n"
+        "  author={Michel, Paul and Levy, Omer and Neubig, Graham},\n"
+        "  booktitle={Advances in Neural Information Processing Systems},\n"
+        "  year={2019}\n"
+        "}"
+    ),
     "kim2014": (
         "@inproceedings{kim2014convolutional,\n"
         "  title={Convolutional Neural Networks for Sentence Classification},\n"

@@ -8,16 +8,13 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
 from torch import nn
-from transformers import (
-    PreTrainedModel,
-)
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -49,56 +46,71 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _weight_files(directory: Path) -> list[Path]:
-    """The files `from_pretrained` would load weights from: safetensors if there are any, else PyTorch `.bin`."""
+    """The files a model is loaded from: safetensors if there are any, else PyTorch `.bin` (the int8 weights of
+    `save_quantized(backend="torch")` among them), else an ONNX graph with its external data."""
     safetensors = sorted(directory.glob("*.safetensors"))
     if safetensors:
         return safetensors
     # `Trainer` writes its arguments as `training_args.bin`, which holds no weights.
-    return sorted(path for path in directory.glob("*.bin") if path.name != "training_args.bin")
+    binaries = sorted(path for path in directory.glob("*.bin") if path.name != "training_args.bin")
+    if binaries:
+        return binaries
+    return sorted(directory.glob("*.onnx")) + sorted(directory.glob("*.onnx.data"))
 
 
-def size_on_disk(model_or_dir: PreTrainedModel | str | os.PathLike) -> int:
+def size_on_disk(model_or_dir: Any) -> int:
     """Measure the bytes a model's weights take on disk.
 
     For a directory, the weight files at its top level are summed: the `*.safetensors` files, or when there are none
-    the `*.bin` files (`training_args.bin` excluded), as `from_pretrained` prefers safetensors. Checkpoint sub-folders
-    are not counted. A model is saved with `save_pretrained` (safetensors, tied weights stored once) to a temporary
-    directory, which is then measured; the size is that of the model's current dtype.
+    the `*.bin` files (`training_args.bin` excluded), as `from_pretrained` prefers safetensors, or else the ONNX graph
+    (`*.onnx` and its external `*.onnx.data`). Checkpoint sub-folders are not counted. A model is saved to a temporary
+    directory, which is then measured: with `save_pretrained` (safetensors, tied weights stored once; the size is that
+    of the model's current dtype), or `hf_distill.save_quantized` for an int8 model of `quantize(backend="torch")`,
+    whose packed weights `save_pretrained` cannot write. An `OnnxModel` saves its graph.
 
     Args:
-        model_or_dir (`PreTrainedModel`, `str` or `os.PathLike`): A model, or a directory written by `save_pretrained`.
+        model_or_dir (`PreTrainedModel`, `OnnxModel`, `str` or `os.PathLike`): A model, or a directory it was saved to.
 
     Returns:
         `int`: The size in bytes.
 
     Raises:
         ValueError: If the directory does not exist or holds no weight file.
-        TypeError: If `model_or_dir` is neither a `PreTrainedModel` nor a path.
+        TypeError: If `model_or_dir` is neither a model with `save_pretrained` nor a path.
     """
-    if isinstance(model_or_dir, PreTrainedModel):
-        with tempfile.TemporaryDirectory() as tmp:
-            model_or_dir.save_pretrained(tmp)
-            return size_on_disk(tmp)
     if not isinstance(model_or_dir, (str, os.PathLike)):
-        raise TypeError(
-            f"size_on_disk takes a transformers PreTrainedModel or a directory, got {type(model_or_dir).__name__}"
-        )
+        if not hasattr(model_or_dir, "save_pretrained"):
+            raise TypeError(
+                "size_on_disk takes a transformers PreTrainedModel, an OnnxModel or a directory, got "
+                f"{type(model_or_dir).__name__}"
+            )
+        # Imported here: `quantization` pulls in the ONNX exporter, which measuring a plain model does not need.
+        from .quantization import is_quantized, save_quantized
+
+        with tempfile.TemporaryDirectory() as tmp:
+            if is_quantized(model_or_dir):
+                save_quantized(model_or_dir, tmp)
+            else:
+                model_or_dir.save_pretrained(tmp)
+            return size_on_disk(tmp)
     directory = Path(model_or_dir)
     if not directory.is_dir():
         raise ValueError(f"{directory} is not a directory; pass a model or a folder written by save_pretrained")
     files = _weight_files(directory)
     if not files:
-        raise ValueError(f"{directory} holds no *.safetensors or *.bin weight file")
+        raise ValueError(f"{directory} holds no *.safetensors, *.bin or *.onnx weight file")
     return sum(path.stat().st_size for path in files)
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
+def _device_of(model: Callable[..., Any]) -> torch.device:
+    """The device of a module's first parameter; the CPU for a parameterless module or a callable such as
+    `OnnxModel`, which takes CPU tensors."""
+    parameter = next(model.parameters(), None) if isinstance(model, nn.Module) else None
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def measure_latency(
-    models: Mapping[str, nn.Module],
+    models: Mapping[str, Callable[..., Any]],
     *,
     vocab_size: int,
     batch_sizes: Sequence[int] = (1, 32),
@@ -126,9 +138,10 @@ def measure_latency(
     the model rather than the contention.
 
     Args:
-        models (`Mapping[str, nn.Module]`):
+        models (`Mapping[str, Callable]`):
             The models by display name. The first is the reference (e.g. the teacher) that speedups are relative to.
-            Each must accept `input_ids` and `attention_mask` keyword arguments.
+            Each must accept `input_ids` and `attention_mask` keyword arguments: a PyTorch module, or a callable such
+            as `hf_distill.OnnxModel` (ONNX Runtime, on the CPU; it uses its own threads, set when it is loaded).
         vocab_size (`int`):
             The token ids are drawn below this; use the smallest vocabulary of the models.
         batch_sizes (`Sequence[int]`, *optional*, defaults to `(1, 32)`):
@@ -184,7 +197,8 @@ def measure_latency(
     names = list(models)
     reference = names[0]
     devices = {name: _device_of(model) for name, model in models.items()}
-    flags = {name: [(module, module.training) for module in model.modules()] for name, model in models.items()}
+    modules = {name: model for name, model in models.items() if isinstance(model, nn.Module)}
+    flags = {name: [(module, module.training) for module in model.modules()] for name, model in modules.items()}
     generator = torch.Generator().manual_seed(seed)
     times: dict[str, dict[int, list[float]]] = {name: {} for name in names}
 
@@ -203,7 +217,7 @@ def measure_latency(
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         threads_used = torch.get_num_threads()
-        for model in models.values():
+        for model in modules.values():
             model.eval()
         with torch.inference_mode():
             for batch_size in batch_sizes:

@@ -133,7 +133,11 @@ class DistillationReport:
             The metric that retention is computed on; defaults to the GLUE task's main metric (`glue.main_metric`).
             Required for a task outside GLUE.
         latency (`dict[str, Any]`, *optional*):
-            The result of `measure_latency` for models named `"teacher"` and `"student"`.
+            The result of `measure_latency` for models named `"teacher"` and `"student"` (and the compressed
+            variants, by their names, when there are any).
+        compression (`list[dict[str, Any]]`, *optional*):
+            The student's compressed variants (`hf_distill.compression.CompressedModel.row()`): name, method (int8
+            backend, pruned heads, recovery epochs), parameters, size on disk and metrics.
         training_time_s (`float`, *optional*): The training time in seconds (`train_runtime`).
         hyperparameters (`dict[str, Any]`, *optional*): Training settings to state, e.g. the learning rate.
         versions (`dict[str, str]`, *optional*, defaults to `collect_versions()`): Library versions.
@@ -164,6 +168,7 @@ class DistillationReport:
     eval_rows: int | None = None
     main_metric: str | None = None
     latency: dict[str, Any] | None = None
+    compression: list[dict[str, Any]] | None = None
     training_time_s: float | None = None
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=collect_versions)
@@ -195,6 +200,13 @@ class DistillationReport:
                 "latency must come from measure_latency({'teacher': ..., 'student': ...}); its results hold "
                 f"{sorted(self.latency.get('results', {}))}"
             )
+        for row in self.compression or []:
+            row["metrics"] = _strip_eval_prefix(row["metrics"])
+            if self.main_metric not in row["metrics"]:
+                raise ValueError(
+                    f"the compressed variant {row['name']!r} has no {self.main_metric!r} among its metrics "
+                    f"{sorted(row['metrics'])}; score it on the same data as the student"
+                )
 
     @classmethod
     def from_models(
@@ -207,6 +219,7 @@ class DistillationReport:
         student_metrics: Mapping[str, float],
         args: DistillationTrainingArguments,
         latency: dict[str, Any] | None = None,
+        compression: list[dict[str, Any]] | None = None,
         training_time_s: float | None = None,
         teacher_name: str | None = None,
         teacher_finetuning: dict[str, Any] | None = None,
@@ -228,6 +241,7 @@ class DistillationReport:
             student_metrics (`Mapping[str, float]`): The student's evaluation metrics.
             args (`DistillationTrainingArguments`): The arguments the student was trained with.
             latency (`dict[str, Any]`, *optional*): `measure_latency({"teacher": ..., "student": ...}, ...)`.
+            compression (`list[dict[str, Any]]`, *optional*): See the class docstring.
             training_time_s (`float`, *optional*): The training time, e.g. `train_result.metrics["train_runtime"]`.
             teacher_name (`str`, *optional*):
                 The teacher's Hub id or path; defaults to the one `make_student` recorded, else the teacher's
@@ -271,6 +285,7 @@ class DistillationReport:
             eval_rows=eval_rows,
             main_metric=main_metric,
             latency=latency,
+            compression=compression,
             training_time_s=training_time_s,
             hyperparameters=hyperparameters,
         )
@@ -368,6 +383,61 @@ def _size_speed_rows(report: DistillationReport) -> list[tuple[str, str, str]]:
     return rows
 
 
+def compression_rows(report: DistillationReport) -> list[tuple[str, ...]]:
+    """(model, main metric, drop against the student in points, parameters, size in MB, then the speedup over the
+    teacher at each measured batch size) for the student and each compressed variant; empty without variants."""
+    if not report.compression:
+        return []
+    sizes = report.latency["batch_sizes"] if report.latency is not None else []
+    results = report.latency["results"] if report.latency is not None else {}
+    reference = report.student_metrics.get(report.main_metric)
+    entries = [
+        {
+            "name": "student",
+            "metrics": report.student_metrics,
+            "parameters": report.student_parameters,
+            "size_bytes": report.student_size_bytes,
+        },
+        *report.compression,
+    ]
+    rows = []
+    for entry in entries:
+        value = entry["metrics"].get(report.main_metric)
+        drop = (
+            100 * (reference - value)
+            if isinstance(value, (int, float)) and isinstance(reference, (int, float))
+            else float("nan")
+        )
+        speedups = [
+            f"{results[entry['name']][size]['speedup']:.2f}x" if entry["name"] in results else "n/a" for size in sizes
+        ]
+        size = entry.get("size_bytes")
+        rows.append(
+            (
+                entry["name"],
+                _number(value),
+                _number(drop, 2),
+                f"{entry['parameters']:,}",
+                _number(size / 1e6, 2) if isinstance(size, int) else "n/a",
+                *speedups,
+            )
+        )
+    return rows
+
+
+def compression_header(report: DistillationReport) -> tuple[str, ...]:
+    """The column names of `compression_rows`."""
+    sizes = report.latency["batch_sizes"] if report.latency is not None else []
+    return (
+        "model",
+        report.main_metric,
+        "drop vs student (points)",
+        "parameters",
+        "size (MB)",
+        *(f"speedup vs teacher, batch {size}" for size in sizes),
+    )
+
+
 def format_table(report: DistillationReport) -> str:
     """Render a report as a plain-text table: teacher and student side by side, and the student's retention.
 
@@ -395,6 +465,17 @@ def format_table(report: DistillationReport) -> str:
     data = describe_data(report)
     if data:
         lines.append(data)
+    compressed = compression_rows(report)
+    if compressed:
+        table = [compression_header(report), *compressed]
+        widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+        lines.append("Compressed students:")
+        lines += [
+            "  ".join(
+                f"{cell:<{widths[i]}}" if i == 0 else f"{cell:>{widths[i]}}" for i, cell in enumerate(row)
+            ).rstrip()
+            for row in table
+        ]
     return "\n".join(lines)
 
 

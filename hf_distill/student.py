@@ -125,6 +125,12 @@ def make_student(
             f"make_student does not support the architecture {type(teacher).__name__} (model_type "
             f"{model_type!r}). Supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}."
         )
+    if getattr(config, "pruned_heads", None):
+        raise ValueError(
+            f"The teacher has pruned attention heads (config.pruned_heads={config.pruned_heads}); its layers no "
+            "longer share one shape, so they cannot be copied into a student of the config's shape. Build the "
+            "student from the unpruned teacher, then prune the student (hf_distill.prune_heads)."
+        )
     if getattr(teacher, "hf_quantizer", None) is not None:
         raise ValueError(
             f"The teacher {type(teacher).__name__} is quantized; its layers cannot be copied into a student. Load it "

@@ -11,7 +11,8 @@ A teacher that is only pre-trained: `--teacher_finetune_epochs 3` fine-tunes it 
 `<output_dir>/_teacher`, reused by later runs). `--push_to_hub --hub_model_id user/name` uploads the student, its
 tokenizer and the model card. A BiLSTM or TextCNN student on a teacher-labelled transfer set (Tang et al. 2019):
 `--student_type bilstm --augment 20`. Intermediate layers (`--alpha_hint`, `--alpha_attn`, `--alpha_rel`) and
-TinyBERT's two stages: README "Layer losses".
+TinyBERT's two stages: README "Layer losses". The student taken further, int8 and pruned, in the same report and
+card: `--int8 --prune_heads 0.3 0.5 --prune_recovery_epochs 1` (README "Compression").
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from hf_distill.checks import (
     plan_resume,
     warn_if_cpu_launch_is_single_process,
 )
+from hf_distill.compression import check_compression_flags, compress_student
 from hf_distill.glue import (
     evaluate_splits,
     get_task,
@@ -54,6 +56,7 @@ from hf_distill.glue import (
 from hf_distill.layer_terms import layer_plan
 from hf_distill.losses import LAYER_TERMS
 from hf_distill.processes import end_processes_together
+from hf_distill.quantization import BACKENDS, DEFAULT_BACKEND
 from hf_distill.results import format_table
 from hf_distill.student import build_student, check_student_layers
 from hf_distill.teacher_modes import teacher_plan
@@ -118,6 +121,17 @@ class ModelArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "Cache directory for Hub downloads."})
     latency_repeats: int = field(
         default=5, metadata={"help": "Interleaved rounds of the teacher/student CPU latency measurement; 0 skips it."}
+    )
+    int8: bool = field(default=False, metadata={"help": "Also report the student (and pruned students) in int8."})
+    int8_backend: str = field(
+        default=DEFAULT_BACKEND,
+        metadata={"help": "int8 backend (hf_distill.quantize).", "choices": list(BACKENDS)},
+    )
+    prune_heads: list[float] | None = field(
+        default=None, metadata={"help": "Also report the student with these fractions of its heads pruned: 0.3 0.5."}
+    )
+    prune_recovery_epochs: float = field(
+        default=0.0, metadata={"help": "Distil each pruned student from the unpruned one for this many epochs."}
     )
 
 
@@ -278,6 +292,15 @@ def main() -> None:
     terms = distillation_settings(training_args)[1]
     if terms.keys() & set(LAYER_TERMS):  # layer_map, heads and sizes against both models, before the fine-tuning
         layer_plan(training_args, student or build_student(teacher, **student_kind), teacher, terms)
+    check_compression_flags(
+        int8=model_args.int8,
+        int8_backend=model_args.int8_backend,
+        prune_fractions=model_args.prune_heads,
+        recovery_epochs=model_args.prune_recovery_epochs,
+        model_type=None if tiny_student else (student or teacher).config.model_type,
+        num_heads=None if tiny_student else (student or teacher).config.num_attention_heads,
+        world_size=training_args.world_size,
+    )
     teacher_dir = Path(training_args.output_dir) / "_teacher"
     teacher, teacher_metrics, teacher_stage = prepare_teacher(
         teacher,
@@ -357,6 +380,19 @@ def main() -> None:
     trainer.save_metrics("eval", student_metrics)
 
     if trainer.is_world_process_zero():
+        compressed = compress_student(
+            trainer.model,
+            output_dir=training_args.output_dir,
+            args=training_args,
+            train_dataset=data["train"],
+            eval_sets=eval_sets,
+            data_collator=collator,
+            compute_metrics=compute_metrics,
+            int8_backend=model_args.int8_backend if model_args.int8 else None,
+            prune_fractions=model_args.prune_heads or (),
+            recovery_epochs=model_args.prune_recovery_epochs,
+            tokenizer=tokenizer,
+        )
         report = write_report_and_card(
             teacher,
             trainer.model,
@@ -377,6 +413,7 @@ def main() -> None:
             eval_rows_available=len(raw[task.validation_splits[0]]),
             validation_file=data_args.validation_file,
             transfer_set=transfer_set,
+            compressed=compressed,
         )
         print(format_table(report))
     if training_args.do_predict:

@@ -267,3 +267,46 @@ def test_layer_losses_section_and_narrow_student_initialisation(tiny_classifier,
         teacher_name = re.sub(r"layer\.(\d+)\.", lambda m: f"layer.{[0, 2, 4][int(m.group(1))]}.", name)
         expected = source[teacher_name][tuple(slice(0, size) for size in value.shape)]
         assert torch.equal(value, expected), name
+
+
+def test_compression_section_shows_every_row_and_the_target():
+    """The README's compression table is generated from compression.json; a renderer that dropped a row, swapped the
+    batch sizes or printed the target without the measured figure would misreport what int8 and pruning bought."""
+    timing = {"latency_ms": {"1": 5.0, "32": 400.0}, "speedup": {"1": 2.0, "32": 3.1}}
+    result = {
+        "command": "python -m benchmarks.compression",
+        "date": "2026-12-02T00:00:00Z",
+        "git_commit": "abc",
+        "versions": {"torch": "2.13.0", "transformers": "5.24.0", "hf_distill": "0.1.0"},
+        "machine": {"processor": "AMD EPYC", "cpu_count": 2, "torch_num_threads": 2},
+        "config": {
+            "dev_rows": 872,
+            "recovery_epochs": 1.0,
+            "recovery_rows": 8000,
+            "student": {"layers": [0, 2, 5], "epochs": 1.0, "train_rows": 32000},
+        },
+        "summary": {
+            "target_speedup_b32": 5.0,
+            "target_accuracy_drop_points": 1.0,
+            "int8_backend": "onnxruntime",
+            "int8_student_speedup_b32": 3.1,
+            "int8_accuracy_drop_points": 0.23,
+            "fastest_int8_student": "student, 50% heads pruned + recovery, int8 (onnxruntime)",
+            "fastest_int8_student_speedup_b32": 4.2,
+            "fastest_int8_student_drop_points": 1.5,
+        },
+        "results": {
+            "latency": {"seq_len": 128, "repeats": 5, "num_threads": 2, "batch_sizes": [1, 32]},
+            "rows": {
+                "teacher fp32": {"parameters": 22_700_000, "size_bytes": 90 * 2**20, "accuracy": 0.8968,
+                                 "latency_ms": {"1": 9.0, "32": 1200.0}, "speedup": {"1": 1.0, "32": 1.0}},
+                "student int8 (onnxruntime)": {"parameters": 17_000_000, "size_bytes": 17 * 2**20,
+                                               "accuracy": 0.8800, **timing},
+            },
+        },
+    }  # fmt: skip
+    text = "\n".join(render._compression(result))
+    assert "| student int8 (onnxruntime) | 17,000,000 | 17.0 MiB | 0.8800 | 2.00× | 400 ms, 3.10× |" in text
+    assert "| teacher fp32 | 22,700,000 | 90.0 MiB | 0.8968 | 1.00× | 1200 ms, 1.00× |" in text
+    assert "(onnxruntime): 3.10×, accuracy -0.23 points against the fp32 student" in text
+    assert "4.20×, -1.50 points" in text and "AMD EPYC" in text

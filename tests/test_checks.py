@@ -18,6 +18,8 @@ from transformers import (
     BertModel,
     BertTokenizerFast,
     DataCollatorForLanguageModeling,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
     GPT2Config,
     GPT2LMHeadModel,
     TrainingArguments,
@@ -28,8 +30,11 @@ from hf_distill import (
     DistillationTrainer,
     DistillationTrainingArguments,
     cache_teacher_outputs,
+    heads_to_prune,
     make_student,
     make_tiny_student,
+    prune_heads,
+    quantize,
 )
 from hf_distill.augment import AugmentationRules, augment_dataset, spacy_pos_tagger
 from hf_distill.checks import (
@@ -42,6 +47,8 @@ from hf_distill.checks import (
     check_student_flags,
     plan_resume,
 )
+from hf_distill.compare import check_compare_arguments
+from hf_distill.compression import check_compression_flags
 from hf_distill.glue import get_task, load_glue, tokenize_glue
 from hf_distill.student import check_student_layers
 from hf_distill.teachers import TEACHER_DONE_FILE, check_teacher_reuse, load_task_model, warn_if_near_chance
@@ -725,6 +732,49 @@ CASES = [
         "arguments",
         lambda t: _args(t, schedules=["temperature:0"]),
         "at the end of the schedules",
+    ),
+    (
+        "prune-fraction-out-of-range",
+        "recipe --prune_heads",
+        lambda t: check_compression_flags(
+            int8=False, int8_backend="torch", prune_fractions=[1.5], recovery_epochs=0.0, model_type="bert"
+        ),
+        "strictly between 0 and 1, got 1.5",
+    ),
+    (
+        "prune-more-heads-than-exist",
+        "heads_to_prune",
+        lambda t: heads_to_prune(torch.rand(2, 2), 0.9),
+        "pruning more heads than exist",
+    ),
+    ("prune-whole-layer", "prune_heads", lambda t: prune_heads(_teacher(), {0: [0, 1]}), "keep at least one head"),
+    (
+        "prune-unsupported-model",
+        "prune_heads",
+        lambda t: prune_heads(
+            DistilBertForSequenceClassification(
+                DistilBertConfig(vocab_size=99, dim=32, n_layers=2, n_heads=2, hidden_dim=37)
+            ),
+            {0: [0]},
+        ),
+        "does not support the architecture DistilBertForSequenceClassification",
+    ),
+    ("int8-unknown-backend", "quantize", lambda t: quantize(_teacher(), "tensorrt"), "got 'tensorrt'"),
+    (
+        "compare-one-model",
+        "hf-distill compare",
+        lambda t: check_compare_arguments(
+            ["teacher"],
+            task=None,
+            glue_dir=None,
+            int8=False,
+            int8_backend="torch",
+            onnx=False,
+            batch_sizes=[1],
+            seq_len=8,
+            repeats=1,
+        ),  # fmt: skip
+        "at least one student",
     ),
 ]
 

@@ -863,3 +863,64 @@ def test_layer_term_flags_that_cannot_work_fail_before_any_work(
     """A layer map beyond the teacher, a relation-head count that divides nothing, or layer terms on cached outputs
     found only when the trainer starts would waste the teacher's fine-tuning and leave files behind."""
     assert_refused_before_any_work(flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch)
+
+
+def test_recipe_reports_int8_and_pruned_students(glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
+    """`--int8 --prune_heads --prune_recovery_epochs` must add one row per variant to results.json and the card, and
+    save each variant where its loader reloads it: a recipe that dropped a row, scored a variant on other rows,
+    reported no speed for it, or saved a pruned model that plain loading cannot rebuild would go unnoticed."""
+    from hf_distill import load_pruned, load_quantized
+
+    output_dir = tmp_path / "run"
+    flags = ["--int8", "true", "--prune_heads", "0.5", "--prune_recovery_epochs", "1"]
+    run_recipe(
+        monkeypatch,
+        "--task_name",
+        "sst2",
+        "--glue_dir",
+        str(glue_dir),
+        *common_args(output_dir, tiny_teacher_dir),
+        *flags,
+    )
+    results = json.loads((output_dir / "results.json").read_text())
+    names = [row["name"] for row in results["compression"]]
+    assert names == [
+        "student int8 (onnxruntime)",
+        "student, 50% heads pruned",
+        "student, 50% heads pruned + recovery",
+        "student, 50% heads pruned + recovery, int8 (onnxruntime)",
+    ]
+    for row in results["compression"]:
+        assert "accuracy" in row["metrics"] and row["size_bytes"] > 0
+        assert row["name"] in results["latency"]["results"]
+    pruned = results["compression"][1]
+    assert sum(len(heads) for heads in pruned["method"]["pruned_heads"].values()) == 2  # 2 layers x 2 heads, half
+    model = load_pruned(pruned["path"])
+    assert model.config.pruned_heads == pruned["method"]["pruned_heads"]
+    assert load_quantized(results["compression"][3]["path"]) is not None
+    card = (output_dir / "README.md").read_text()
+    assert "## Compressed variants" in card and "--prune_heads 0.5" in card and "michel2019sixteen" in card
+    assert "student, 50% heads pruned + recovery" in card
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--prune_heads", "1.5"], "strictly between 0 and 1"),
+        (["--prune_heads", "0.3", "0.3"], "lists a fraction twice"),
+        (["--int8", "true", "--int8_backend", "tensorrt"], "tensorrt"),
+        (["--prune_recovery_epochs", "1"], "prunes none"),
+        (["--student_type", "bilstm", "--augment", "1", "--prune_heads", "0.3"], "does not support"),
+    ],
+)
+def test_compression_flags_that_cannot_work_fail_before_any_work(
+    flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch
+):
+    """A pruning fraction of 1.5, an unknown int8 backend or pruning a BiLSTM found only after training would waste
+    the teacher's fine-tuning and the distillation, and leave a half-written output directory."""
+    if "--int8_backend" in flags:
+        with pytest.raises(SystemExit):  # argparse's `choices`: refused while parsing, before anything
+            run_recipe(monkeypatch, "--task_name", "sst2", *common_args(tmp_path / "run", tiny_teacher_dir), *flags)
+        assert not (tmp_path / "run").exists()
+        return
+    assert_refused_before_any_work(flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch)

@@ -530,3 +530,13 @@ def test_bert_teacher_with_masked_lm_head_keeps_head():
     student = make_student(teacher)
     assert isinstance(student, BertForMaskedLM)
     assert torch.equal(student.cls.predictions.bias, teacher.cls.predictions.bias)
+
+
+def test_a_head_pruned_teacher_is_refused_with_the_fix(tiny_classifier):
+    """Copying layers of a head-pruned teacher into a student of the config's shape fails deep in load_state_dict or
+    with a message about layers "built differently"; the user must be told to prune the student instead."""
+    from hf_distill import prune_heads
+
+    prune_heads(tiny_classifier, {0: [0]})
+    with pytest.raises(ValueError, match="prune the student"):
+        make_student(tiny_classifier, layers=[0, 2])
