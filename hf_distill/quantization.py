@@ -1,14 +1,21 @@
 """Int8 models for serving on the CPU, through one of three backends.
 
-`DEFAULT_BACKEND` is `"onnxruntime"` because it is the one that was faster. Measured on an AMD EPYC CPU with AVX2 and
-without VNNI (2 threads), on a 3-layer MiniLM student (hidden size 384) at batch 32 and sequence length 128:
+`DEFAULT_BACKEND` is `"onnxruntime"`, chosen by measurement (`benchmarks/compression.py`, results in
+`benchmarks/results/compression.json`: a 3-layer MiniLM student on SST-2, all backends timed interleaved in one run at
+batch 1 and 32, sequence length 128, on an AMD EPYC CPU with AVX2 and without VNNI, 2 threads):
 
-- PyTorch float32: about 1.3-1.8 s per batch; ONNX Runtime float32 about the same.
-- `"onnxruntime"` (ONNX Runtime's `quantize_dynamic`, int8 weights): about 1.6x faster than ONNX Runtime float32,
-  with logits within about 0.012 of float32.
-- `"torch"` (`torch.ao.quantization.quantize_dynamic` on `nn.Linear`): about 1.1-1.2x *slower* than float32 on that
-  CPU. It needs no package beyond torch, which makes it the no-extra-dependency option; on CPUs with VNNI it may pay.
-- `"torchao"` (`Int8DynamicActivationInt8WeightConfig`): about 13x slower than float32, even under `torch.compile`.
+- `"onnxruntime"` (export, then ONNX Runtime's `quantize_dynamic`: int8 weights, activations quantized per batch):
+  the smallest model by far, since it also quantizes the embedding table (a quarter of the fp32 size, against about
+  three quarters for the other two), fast at batch 1 (ONNX Runtime's low per-call overhead), as fast as the others
+  at batch 32, and within a few dev examples of fp32 accuracy.
+- `"torch"` (`torch.ao.quantization.quantize_dynamic` on `nn.Linear`): about as fast as fp32 at batch 32 on that CPU;
+  it needs no package beyond torch, which makes it the no-extra-dependency option. torch deprecates this API in
+  favour of torchao, but it works in torch 2.13.
+- `"torchao"` (`Int8DynamicActivationInt8WeightConfig`, through transformers' `TorchAoConfig`): several times
+  *slower* than fp32, in eager mode and under `torch.compile` alike.
+
+Without VNNI (or AMX) instructions none of them makes batch-32 inference much faster than fp32: int8 buys size there,
+and speed at small batches.
 
 Int8 kernels depend on the instruction set: measure on the serving CPU (`hf_distill.measure.measure_latency`) before
 choosing.
