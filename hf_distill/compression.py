@@ -99,6 +99,7 @@ def check_compression_flags(
     model_type: str | None,
     num_heads: int | None = None,
     world_size: int = 1,
+    int8_backend_given: bool = False,
 ) -> None:
     """Check the recipe's compression flags against the student's architecture, before any work starts.
 
@@ -111,6 +112,8 @@ def check_compression_flags(
         num_heads (`int`, *optional*): The student's attention heads per layer: at most `1 - 1/num_heads` of them
             can be pruned, since every layer keeps one.
         world_size (`int`, *optional*, defaults to 1): The processes of the run; recovery runs in one.
+        int8_backend_given (`bool`, *optional*, defaults to `False`): Whether the backend was chosen explicitly; a
+            backend chosen without `int8` would be ignored, so it is refused.
 
     Raises:
         ValueError: On a fraction outside (0, 1) or repeated, a negative or non-finite `recovery_epochs`, recovery
@@ -118,6 +121,11 @@ def check_compression_flags(
             prunable heads.
         ImportError: See `check_int8_backend`.
     """
+    if int8_backend_given and not int8:
+        raise ValueError(
+            f"--int8_backend {int8_backend} chooses the backend of the int8 rows, but --int8 is not set; add --int8, "
+            "or drop --int8_backend"
+        )
     if int8 and int8_backend not in BACKENDS:
         raise ValueError(f"int8 backend {int8_backend!r} is not supported; choose one of {', '.join(BACKENDS)}")
     fractions = list(prune_fractions or [])

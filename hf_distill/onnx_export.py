@@ -115,6 +115,12 @@ def _forward_parameters(model: nn.Module) -> set[str]:
 
 def _input_names(model: PreTrainedModel, tokenizer: Any | None) -> list[str]:
     """The graph's inputs: the tokenizer's `model_input_names` that the model's forward accepts."""
+    if type(model).__name__.endswith("ForMultipleChoice"):
+        # Its inputs are (batch, choices, sequence), not the (batch, sequence) every exported input is given.
+        raise ValueError(
+            f"export_onnx exports inputs of shape (batch, sequence); {type(model).__name__} takes (batch, choices, "
+            "sequence) and is not supported. Export a sequence-classification model instead"
+        )
     accepted = _forward_parameters(model)
     if tokenizer is not None:
         names = [name for name in tokenizer.model_input_names if name in accepted]

@@ -123,9 +123,12 @@ class ModelArguments:
         default=5, metadata={"help": "Interleaved rounds of the teacher/student CPU latency measurement; 0 skips it."}
     )
     int8: bool = field(default=False, metadata={"help": "Also report the student (and pruned students) in int8."})
-    int8_backend: str = field(
-        default=DEFAULT_BACKEND,
-        metadata={"help": "int8 backend (hf_distill.quantize).", "choices": list(BACKENDS)},
+    int8_backend: str | None = field(
+        default=None,
+        metadata={
+            "help": f"int8 backend (hf_distill.quantize), with --int8; default {DEFAULT_BACKEND}.",
+            "choices": list(BACKENDS),
+        },
     )
     prune_heads: list[float] | None = field(
         default=None, metadata={"help": "Also report the student with these fractions of its heads pruned: 0.3 0.5."}
@@ -294,7 +297,8 @@ def main() -> None:
         layer_plan(training_args, student or build_student(teacher, **student_kind), teacher, terms)
     check_compression_flags(
         int8=model_args.int8,
-        int8_backend=model_args.int8_backend,
+        int8_backend=model_args.int8_backend or DEFAULT_BACKEND,
+        int8_backend_given=model_args.int8_backend is not None,
         prune_fractions=model_args.prune_heads,
         recovery_epochs=model_args.prune_recovery_epochs,
         model_type=None if tiny_student else (student or teacher).config.model_type,
@@ -388,7 +392,7 @@ def main() -> None:
             eval_sets=eval_sets,
             data_collator=collator,
             compute_metrics=compute_metrics,
-            int8_backend=model_args.int8_backend if model_args.int8 else None,
+            int8_backend=(model_args.int8_backend or DEFAULT_BACKEND) if model_args.int8 else None,
             prune_fractions=model_args.prune_heads or (),
             recovery_epochs=model_args.prune_recovery_epochs,
             tokenizer=tokenizer,

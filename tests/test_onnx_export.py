@@ -213,3 +213,12 @@ def test_bad_inputs_raise_and_create_nothing(tmp_path, monkeypatch, tiny_classif
     with pytest.raises(ImportError, match=r"hf-distill\[onnx\]"):
         export_onnx(tiny_classifier, None, tmp_path / "never")
     assert not (tmp_path / "never").exists()
+
+
+def test_multiple_choice_is_refused_with_the_reason():
+    """A multiple-choice model takes (batch, choices, sequence) inputs; exporting it with (batch, sequence) axes failed
+    deep in the exporter with "shape '[-1, 8]' is invalid", which says nothing about the cause."""
+    from transformers import BertForMultipleChoice
+
+    with pytest.raises(ValueError, match="BertForMultipleChoice takes .batch, choices, sequence."):
+        export_onnx(BertForMultipleChoice(tiny_bert_config(num_hidden_layers=1)), None, "/nonexistent/never-created")
