@@ -8,8 +8,8 @@ them and checks the flags that ask for them before any work starts.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,16 +26,9 @@ from .glue.evaluation import score_model
 from .head_pruning import SUPPORTED_MODEL_TYPES as PRUNABLE_MODEL_TYPES
 from .head_pruning import head_importance, heads_to_prune, prune_heads
 from .measure import count_parameters, size_on_disk
-from .quantization import BACKENDS, quantize, save_quantized
+from .quantization import BACKENDS, check_backend, quantize, save_quantized
 
 logger = logging.get_logger(__name__)
-
-# The packages each int8 backend needs, and the extra that installs them.
-_BACKEND_PACKAGES: dict[str, tuple[tuple[str, ...], str]] = {
-    "onnxruntime": (("onnx", "onnxscript", "onnxruntime"), "onnx"),
-    "torch": ((), ""),
-    "torchao": (("torchao",), "torchao"),
-}
 
 
 @dataclass
@@ -81,13 +74,7 @@ def check_int8_backend(backend: str) -> None:
     """
     if backend not in BACKENDS:
         raise ValueError(f"int8 backend {backend!r} is not supported; choose one of {', '.join(BACKENDS)}")
-    packages, extra = _BACKEND_PACKAGES[backend]
-    missing = [name for name in packages if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ImportError(
-            f'the int8 backend {backend!r} needs {", ".join(missing)}: pip install "hf-distill[{extra}]", or choose '
-            "the backend 'torch', which needs nothing more"
-        )
+    check_backend(backend)
 
 
 def check_compression_flags(
@@ -262,8 +249,8 @@ def compress_student(
     variants: list[CompressedModel] = []
 
     def add(name: str, model: Any, method: dict[str, Any], source: PreTrainedModel) -> None:
-        slug = name.removeprefix("student").strip(" ,").replace("%", "pct").replace(" + ", "_").replace(" ", "_")
-        path = root / slug.replace("(", "").replace(")", "").replace(",", "")
+        # "student, 30.6% heads pruned + recovery" -> "30.6pct_heads_pruned_recovery"
+        path = root / re.sub(r"[^\w.]+", "_", name.removeprefix("student").replace("%", "pct")).strip("_")
         if "int8_backend" in method:
             save_quantized(model, path)
         else:

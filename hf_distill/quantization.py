@@ -60,7 +60,13 @@ TORCH_WEIGHTS_FILE = "model_int8.bin"
 _TORCH_ENGINES = ("x86", "fbgemm", "qnnpack", "onednn")
 
 
-def _check_backend(backend: str) -> None:
+def check_backend(backend: str) -> None:
+    """Check that `backend` is one of `BACKENDS` and that the packages it needs import.
+
+    Raises:
+        ValueError: If `backend` is unknown.
+        ImportError: If a package it needs is missing; the message names the extra that installs it.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "onnxruntime":
@@ -137,7 +143,7 @@ def _validate(model: Any, backend: str) -> None:
             f"torch.backends.quantized.engine to one of {torch.backends.quantized.supported_engines} that is in "
             f'{_TORCH_ENGINES}, or use backend="onnxruntime"'
         )
-    _check_backend(backend)
+    check_backend(backend)
 
 
 def _torch_quantize(model: nn.Module) -> nn.Module:
@@ -302,7 +308,7 @@ def load_quantized(path: str | os.PathLike, **kwargs: Any) -> Any:
     backend = record.get("backend")
     if backend not in BACKENDS:
         raise ValueError(f"{marker} names the backend {backend!r}; expected one of {BACKENDS}")
-    _check_backend(backend)
+    check_backend(backend)
     if kwargs and backend != "onnxruntime":
         raise ValueError(f"load_quantized takes no options for backend {backend!r}, got {sorted(kwargs)}")
     if backend == "onnxruntime":
