@@ -4,6 +4,7 @@ from .arguments import DistillationTrainingArguments
 from .checkpoints import is_complete_checkpoint, latest_complete_checkpoint, verify_checkpoint
 from .head_pruning import head_importance, heads_to_prune, load_pruned, prune_heads
 from .losses import binary_kd_loss, cosine_loss, kd_loss, mse_loss
+from .masking import MaskedLMCollator, MaskingEpochCallback, mask_once
 from .models import (
     BiLSTMConfig,
     BiLSTMForSequenceClassification,
@@ -12,10 +13,12 @@ from .models import (
     make_tiny_student,
 )
 from .onnx_export import OnnxModel, export_onnx
+from .perplexity import masked_lm_metrics
 from .processes import end_processes_together
 from .quantization import is_quantized, load_quantized, quantize, save_quantized
-from .student import make_student
+from .student import freeze_position_embeddings, make_student
 from .teacher_cache import cache_teacher_outputs
+from .text_corpus import load_text_corpus, tokenize_corpus
 from .trainer import DistillationTrainer
 
 __version__ = "0.1.0"
@@ -25,6 +28,8 @@ __all__ = [
     "BiLSTMForSequenceClassification",
     "DistillationTrainer",
     "DistillationTrainingArguments",
+    "MaskedLMCollator",
+    "MaskingEpochCallback",
     "OnnxModel",
     "TextCNNConfig",
     "TextCNNForSequenceClassification",
@@ -33,6 +38,7 @@ __all__ = [
     "cosine_loss",
     "end_processes_together",
     "export_onnx",
+    "freeze_position_embeddings",
     "head_importance",
     "heads_to_prune",
     "is_complete_checkpoint",
@@ -41,11 +47,15 @@ __all__ = [
     "latest_complete_checkpoint",
     "load_pruned",
     "load_quantized",
+    "load_text_corpus",
     "make_student",
     "make_tiny_student",
+    "mask_once",
+    "masked_lm_metrics",
     "mse_loss",
     "prune_heads",
     "quantize",
     "save_quantized",
+    "tokenize_corpus",
     "verify_checkpoint",
 ]

@@ -53,6 +53,11 @@ class DistillationTrainingArguments(TrainingArguments):
             equal hidden sizes.
         alpha_mse (`float`, *optional*, defaults to `0.0`):
             Weight of the MSE between student and teacher logits (Tang et al. 2019).
+        kd_positions (`str`, *optional*, defaults to `"labelled"`):
+            Token-level heads (masked LM, token classification): the positions `L_kd` and `L_mse` cover.
+            `"labelled"`: those with a label (`labels != -100`; for masked LM, the masked tokens only, as DistilBERT's
+            `restrict_ce_to_mask`); `"all"`: every non-padding token. Sequence-level heads have one item per example
+            and ignore it.
 
     A term whose weight is 0 is not computed: for example, no hidden states are requested when `alpha_cos == 0`.
 
@@ -152,6 +157,12 @@ class DistillationTrainingArguments(TrainingArguments):
     alpha_rel: float = field(
         default=LOSS_TERMS["rel"].default_weight,
         metadata={"help": f"Weight of {LOSS_TERMS['rel'].symbol}: {LOSS_TERMS['rel'].description}."},
+    )
+    kd_positions: Literal["labelled", "all"] = field(
+        default="labelled",
+        metadata={
+            "help": "Token-level heads: L_kd over the labelled positions (masked LM: the masked tokens) or all."
+        },
     )
     hint_loss: Literal["mse", "cosine", "pkd"] = field(
         default="mse", metadata={"help": "L_hint: mse or cosine over the real tokens, or pkd (normalised [CLS])."}
@@ -296,9 +307,14 @@ def _scheduled_up(args: Any) -> bool:
 
 
 def check_layer_settings(args: Any) -> None:
-    """Raise `ValueError` for layer-loss settings that are wrong whatever the models: the loss kinds, the form of
-    `layer_map` and the schedules, the relation settings. The models are checked by `hf_distill.layer_terms`."""
-    for name, kinds in (("hint_loss", ("mse", "cosine", "pkd")), ("attn_loss", ("mse", "kl"))):
+    """Raise `ValueError` for loss settings that are wrong whatever the models: the loss kinds and KD positions, the
+    form of `layer_map` and the schedules, the relation settings (the models: `hf_distill.layer_terms`)."""
+    kinds_of = (
+        ("kd_positions", ("labelled", "all")),
+        ("hint_loss", ("mse", "cosine", "pkd")),
+        ("attn_loss", ("mse", "kl")),
+    )
+    for name, kinds in kinds_of:
         value = getattr(args, name, kinds[0])
         if value not in kinds:
             raise ValueError(f"{name} must be one of {list(kinds)}, got {value!r}")

@@ -30,6 +30,7 @@ from .results import (
     _size_speed_rows,
     compression_header,
     compression_rows,
+    is_lower_better,
 )
 
 if TYPE_CHECKING:
@@ -135,13 +136,14 @@ def model_card(
     *,
     model_name: str,
     base_model: str | None,
-    dataset_name: str = HUB_DATASET,
+    dataset_name: str | None = HUB_DATASET,
     dataset_config: str | None = None,
     hub_model_id: str | None = None,
     pipeline_tag: str = "text-classification",
     eval_rows: int | None = None,
     eval_rows_available: int | None = None,
     validation_file: str | os.PathLike | None = None,
+    corpus: str | None = None,
 ) -> str:
     """Write a Hugging Face model card (`README.md`) for the student of a report.
 
@@ -158,7 +160,8 @@ def model_card(
         model_name (`str`): The card's title and the `model-index` name.
         base_model (`str`, *optional*):
             The teacher's Hub id (see `hub_base_model`); `None` leaves `base_model` out. A local path is refused.
-        dataset_name (`str`, *optional*, defaults to `"nyu-mll/glue"`): The Hub id of the dataset.
+        dataset_name (`str`, *optional*, defaults to `"nyu-mll/glue"`): The Hub id of the dataset; `None` with
+            `corpus` for text that is not on the Hub.
         dataset_config (`str`, *optional*): The dataset configuration; defaults to `report.task`.
         hub_model_id (`str`, *optional*): The student's Hub id for the usage snippet; defaults to `model_name`.
         pipeline_tag (`str`, *optional*, defaults to `"text-classification"`): The Hub pipeline tag.
@@ -167,6 +170,8 @@ def model_card(
             `model-index` and the text say the scores are from a subset.
         validation_file (`str` or `os.PathLike`, *optional*): The user's file the scores were measured on instead of
             the dataset's own split; the `model-index` then names that file, not the dataset.
+        corpus (`str`, *optional*): What a task-agnostic (masked-LM) student was trained on, in words (e.g. "the
+            sentences of GLUE (sst2, cola) as unlabelled text"); the scores are then on its held-out split.
 
     Returns:
         `str`: The card, front matter first.
@@ -195,6 +200,9 @@ def model_card(
         )
     elif eval_rows is not None:
         measured_name = f"{pretty_dataset} ({split or 'evaluation'}, {eval_rows} rows)"
+    if corpus is not None:
+        measured_type, split = "text", "validation"
+        measured_name = f"the held-out split of {corpus}" + (f" ({eval_rows} examples)" if eval_rows else "")
     # `combined_score` is the mean of two metrics, not a metric of its own.
     metric_names = [name for name in report.quality_metrics if name != "combined_score"]
     eval_results = [
@@ -212,7 +220,7 @@ def model_card(
     ]
     card_data = ModelCardData(
         base_model=base_model,
-        datasets=[dataset_name] if validation_file is None else None,
+        datasets=[dataset_name] if validation_file is None and dataset_name else None,
         library_name="transformers",
         metrics=metric_names,
         model_name=model_name,
@@ -227,7 +235,7 @@ def model_card(
         teacher_link = "a local teacher"
     dataset_link = (
         f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})"
-        if _is_hub_id(dataset_name)
+        if dataset_name and _is_hub_id(dataset_name)
         else dataset_name
     )
     used = [name for name, weight in report.loss_weights.items() if weight]
@@ -287,8 +295,13 @@ def model_card(
     sections = [
         f"# {model_name}",
         f"This model is a student distilled from {teacher_link} with hf-distill (knowledge distillation as a drop-in "
-        f"Hugging Face `Trainer`), on the `{dataset_config}` configuration of {dataset_link}"
-        + (f" ({pretty_dataset})." if glue_task is not None else "."),
+        f"Hugging Face `Trainer`), on "
+        + (
+            f"{corpus}, task-agnostically (masked language modelling, as DistilBERT's pre-training phase)."
+            if corpus is not None
+            else f"the `{dataset_config}` configuration of {dataset_link}"
+            + (f" ({pretty_dataset})." if glue_task is not None else ".")
+        ),
         "## Model description",
         _student_description(report)
         + f" It has {report.student_parameters:,} parameters"
@@ -298,7 +311,12 @@ def model_card(
         f"It was trained on the loss `{objective}` at temperature T = {report.temperature:g}:\n\n{terms}",
         "## Evaluation results",
         f"Measured on {measured_name}, main metric `{report.main_metric}`. Retention is the student's score "
-        "as a percentage of the teacher's.",
+        "as a percentage of the teacher's"
+        + (
+            " (for a lower-is-better metric such as perplexity, the teacher's as a percentage of the student's)."
+            if any(is_lower_better(name) for name in report.quality_metrics)
+            else "."
+        ),
         _markdown_table(("Metric", "Teacher", "Student", "Retention"), _metric_rows(report)),
         "## Size and speed",
         _markdown_table(("", "Teacher", "Student"), _size_speed_rows(report)),
@@ -405,7 +423,7 @@ def write_report_and_card(
         latency_repeats (`int`, *optional*, defaults to 5): Interleaved rounds of `measure_latency`.
         compressed (`Sequence[CompressedModel]`, *optional*): The student's int8 and pruned variants
             (`hf_distill.compression.compress_student`), timed in the same run and reported beside it.
-        **card_kwargs: `teacher_name`, `teacher_finetuning`, `transfer_set` and `train_rows` for the report,
+        **card_kwargs: `teacher_name`, `teacher_finetuning`, `transfer_set`, `train_rows`, `main_metric` (report),
             `eval_rows` for both; the rest (`base_model`, `hub_model_id`, ...) for `model_card`.
 
     Returns:
@@ -434,6 +452,7 @@ def write_report_and_card(
         transfer_set=card_kwargs.pop("transfer_set", None),
         train_rows=card_kwargs.pop("train_rows", None),
         eval_rows=card_kwargs.get("eval_rows"),
+        main_metric=card_kwargs.pop("main_metric", None),
     )
     output_dir = Path(output_dir)
     report.save_json(output_dir / "results.json")

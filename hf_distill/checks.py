@@ -389,15 +389,21 @@ def check_student_flags(
     terms: Collection[str],
     alpha_cos_given: bool,
 ) -> None:
-    """Raise `ValueError` for student flags of the GLUE recipe that contradict `--student_type`.
+    """Raise `ValueError` for student flags of the recipes that contradict `--student_type` or each other.
 
-    `--student_layers`, `--student_num_layers` and `--student_model_name_or_path` choose a transformer student;
+    `--student_layers`, `--student_num_layers` and `--student_model_name_or_path` choose a transformer student (the
+    first two build it from the teacher, so they do not go with the third);
     `--student_config_overrides` and `--student_embedding_init` shape a tiny one (BiLSTM, TextCNN), which has no
     hidden states for `L_cos`: an explicit `--alpha_cos` > 0 is refused for it (the default is then 0).
     """
     if student_type not in STUDENT_TYPES:
         raise ValueError(f"--student_type must be one of {', '.join(STUDENT_TYPES)}, got {student_type!r}")
     if student_type == "transformer":
+        if student_path and (layers is not None or num_layers is not None):
+            raise ValueError(
+                "--student_layers/--student_num_layers build the student from teacher layers, but "
+                f"--student_model_name_or_path {student_path} gives a ready one; drop one of them"
+            )
         given = [flag for flag, value in (("--student_config_overrides", config_overrides),) if value]
         if embedding_init != "teacher":
             given.append("--student_embedding_init")

@@ -29,13 +29,17 @@ logger = logging.get_logger(__name__)
 # `results.json` but left out of tables, retention and the model card. `loss` is among them because the evaluation
 # loss of a distillation run mixes the loss terms and is not comparable between teacher and student.
 _BOOKKEEPING_METRICS = frozenset(
-    {"loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time"}
+    {"loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time", "masked_tokens"}
 )
+# Metrics where lower is better (`hf_distill.perplexity`); every other metric is higher-is-better.
+_LOWER_IS_BETTER_METRICS = frozenset({"perplexity", "mlm_loss"})
 
 
 def is_bookkeeping(name: str) -> bool:
     """Whether a metric describes the evaluation run (`runtime`, `loss`, ...) rather than quality, also under a split
-    prefix (`validation_matched_runtime`)."""
+    prefix (`validation_matched_runtime`). A quality metric named like one (`mlm_loss`) is not."""
+    if is_lower_better(name):
+        return False
     return any(name == entry or name.endswith("_" + entry) for entry in _BOOKKEEPING_METRICS)
 
 
@@ -56,12 +60,23 @@ _HYPERPARAMETERS: tuple[str, ...] = (
 )
 
 
-def retention(student_score: float | None, teacher_score: float | None) -> float | None:
+def is_lower_better(name: str) -> bool:
+    """Whether lower values of a metric are better (`perplexity`, `mlm_loss`), also under a split prefix."""
+    return any(name == entry or name.endswith("_" + entry) for entry in _LOWER_IS_BETTER_METRICS)
+
+
+def retention(
+    student_score: float | None, teacher_score: float | None, *, lower_is_better: bool = False
+) -> float | None:
     """The student's score as a percentage of the teacher's: `student / teacher * 100`.
 
+    For a lower-is-better metric (perplexity) the ratio is inverted, `teacher / student * 100`, so that 100% still
+    means "as good as the teacher" and less means worse.
+
     Args:
-        student_score (`float`, *optional*): The student's value of a higher-is-better metric.
+        student_score (`float`, *optional*): The student's value of the metric.
         teacher_score (`float`, *optional*): The teacher's value of the same metric.
+        lower_is_better (`bool`, *optional*, defaults to `False`): Whether lower values are better.
 
     Returns:
         `float` or `None`: The percentage, or `None` when it means nothing: a teacher score of 0 or below (a Matthews
@@ -71,6 +86,8 @@ def retention(student_score: float | None, teacher_score: float | None) -> float
         return None
     if not (math.isfinite(student_score) and math.isfinite(teacher_score)) or teacher_score <= 0:
         return None
+    if lower_is_better:
+        return teacher_score / student_score * 100 if student_score > 0 else None
     return student_score / teacher_score * 100
 
 
@@ -305,7 +322,11 @@ class DistillationReport:
     @property
     def retention(self) -> float | None:
         """The student's main metric as a percentage of the teacher's (see `retention`)."""
-        return retention(self.student_metrics[self.main_metric], self.teacher_metrics[self.main_metric])
+        return retention(
+            self.student_metrics[self.main_metric],
+            self.teacher_metrics[self.main_metric],
+            lower_is_better=is_lower_better(self.main_metric),
+        )
 
     @property
     def speedups(self) -> dict[int, float]:
@@ -353,7 +374,8 @@ def _metric_rows(report: DistillationReport) -> list[tuple[str, str, str, str]]:
     for name in report.quality_metrics:
         teacher, student = report.teacher_metrics.get(name), report.student_metrics.get(name)
         label = f"{name} (main)" if name == report.main_metric else name
-        rows.append((label, _number(teacher), _number(student), _percent(retention(student, teacher))))
+        kept = retention(student, teacher, lower_is_better=is_lower_better(name))
+        rows.append((label, _number(teacher), _number(student), _percent(kept)))
     return rows
 
 
@@ -500,11 +522,12 @@ def describe_data(report: DistillationReport) -> str | None:
         parts.append("teacher used as given")
     if report.train_rows:
         epochs = report.hyperparameters.get("num_train_epochs")
-        parts.append(
-            "student trained"
-            + (f" for {_epochs(epochs)}" if isinstance(epochs, (int, float)) else "")
-            + f" on {report.train_rows:,} rows"
-        )
+        steps = report.hyperparameters.get("max_steps")
+        if isinstance(steps, int) and steps > 0:  # `max_steps` overrides `num_train_epochs`
+            length = f" for {steps} optimizer steps"
+        else:
+            length = f" for {_epochs(epochs)}" if isinstance(epochs, (int, float)) else ""
+        parts.append(f"student trained{length} on {report.train_rows:,} rows")
     if report.eval_rows:
         parts.append(f"both scored on {report.eval_rows:,} {report.task} validation rows")
     return ("What the numbers mean: " + "; ".join(parts) + ".") if parts else None

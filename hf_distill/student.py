@@ -434,3 +434,23 @@ def build_student(
     if student_type == "transformer":
         return make_student(teacher, layers=layers, num_layers=num_layers)
     return make_tiny_student(teacher, student_type, embedding_init=embedding_init, **(config_overrides or {}))
+
+
+def freeze_position_embeddings(model: nn.Module) -> list[str]:
+    """Stop training the learned absolute position embeddings of `model`, as DistilBERT's pre-training did
+    (`--freeze_pos_embs`): they keep the teacher's values. Returns the names of the frozen parameters.
+
+    `Trainer` leaves parameters with `requires_grad=False` out of the optimizer. A model without learned absolute
+    position embeddings (rotary or relative positions) is refused rather than silently left as it is.
+    """
+    frozen = []
+    for name, parameter in model.named_parameters():
+        if name.endswith("position_embeddings.weight"):
+            parameter.requires_grad_(False)
+            frozen.append(name)
+    if not frozen:
+        raise ValueError(
+            f"{type(model).__name__} has no learned absolute position embeddings (no parameter named "
+            "'*position_embeddings.weight'), so there is nothing to freeze; drop --freeze_position_embeddings"
+        )
+    return frozen

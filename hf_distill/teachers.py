@@ -13,6 +13,7 @@ from typing import Any
 from datasets import Dataset
 from transformers import (
     AutoConfig,
+    AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
     PreTrainedModel,
     Trainer,
@@ -349,6 +350,28 @@ def load_task_model(
         raise ValueError(
             f"the {what} {name_or_path} has no weights for {missing[:6]} ({len(missing)} missing), which would start "
             f"at random. Pass a teacher fine-tuned on {task.name}, or add --teacher_finetune_epochs 3"
+        )
+    return model
+
+
+def load_masked_lm(name_or_path: str, *, what: str = "teacher", **kwargs: Any) -> PreTrainedModel:
+    """Load a `*ForMaskedLM` model whose masked-LM head is trained, for task-agnostic distillation.
+
+    A checkpoint without the head's weights (a sentence encoder such as all-MiniLM-L6-v2, a `BertModel`) would get a
+    head at random: its predictions, the soft targets of `L_kd`, would be noise. It is refused.
+
+    Raises:
+        ValueError: For a missing local path, or a checkpoint that lacks masked-LM head weights.
+    """
+    check_model_reference(name_or_path, what=what)
+    model, info = AutoModelForMaskedLM.from_pretrained(name_or_path, output_loading_info=True, **kwargs)
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        architectures = getattr(model.config, "architectures", None) or ["a base model"]
+        raise ValueError(
+            f"the {what} {name_or_path} ({architectures[0]}) has no trained masked-LM head: {missing[:4]} "
+            f"({len(missing)} weights) would start at random, and so would its predictions. Pass a masked-LM "
+            "checkpoint, such as bert-base-uncased or distilbert-base-uncased"
         )
     return model
 

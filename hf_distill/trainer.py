@@ -31,6 +31,7 @@ from .cotraining import CoTrainingHooks
 from .item_counts import IGNORE_INDEX, ItemCounts, count_items
 from .layer_terms import LayerTermHooks, layer_plan
 from .losses import LAYER_TERMS, binary_kd_loss, cosine_loss, kd_loss, mse_loss
+from .masking import MaskedLMCollator, MaskingEpochCallback
 from .modeling import call_student_init, forward_input_names, takes_return_dict
 from .schedules import progress
 from .teacher_cache import (
@@ -69,14 +70,13 @@ class DistillationTrainer(LayerTermHooks, TeacherOutputs, CoTrainingHooks, Check
 
     - sequence-level heads (classification, multiple choice): `L_kd` is averaged per example;
     - token-level heads (masked LM, token classification): over positions with `labels != -100`, or over the attention
-      mask when the batch has no labels;
+      mask when the batch has no labels or `kd_positions="all"`;
     - question answering: over the start and end position distributions, padding positions excluded;
     - regression heads (`num_labels == 1`): `L_kd` is the MSE between predictions; multi-label heads
       (`problem_type="multi_label_classification"`) use a per-label Bernoulli KL.
 
-    A student need not be a transformer: the BiLSTM and TextCNN students of `hf_distill.make_tiny_student` distil
-    through `L_kd` and `L_mse` (they have no hidden states for `L_cos`, which is refused for them). Rows labelled
-    `-100` (the variants of a transfer set, `hf_distill.augment`) are skipped by the task loss and kept by the others.
+    A student need not be a transformer: the BiLSTM and TextCNN students of `make_tiny_student` distil through `L_kd`
+    and `L_mse` (`L_cos` is refused). Rows labelled -100 (a transfer set's variants) skip the task loss only.
 
     Each active term is logged on its own in `state.log_history` as `loss_kd`, `loss_task`, `loss_cos` and
     `loss_mse` (unweighted), next to `loss` (the weighted sum). Terms with weight 0 are neither computed nor logged.
@@ -87,10 +87,9 @@ class DistillationTrainer(LayerTermHooks, TeacherOutputs, CoTrainingHooks, Check
     `requires_grad` flag is set on it, and its modules' train/eval modes are restored after `train()`. `evaluate()`
     and `predict()` do not run it: their `eval_loss` is the student's own task loss.
 
-    Teacher modes (`hf_distill.teacher_modes`, README "Teacher modes"): a list of teachers is an ensemble
-    (`teacher_weights`, `cos_teacher`), or with `teacher_route=True` a route of checkpoints; `teacher_model=None`
-    trains from a dataset made by `hf_distill.cache_teacher_outputs`; `cotrain_teacher=True` trains the teacher too
-    (`hf_distill.cotraining`).
+    Teacher modes (README "Teacher modes"): a list of teachers is an ensemble (`teacher_weights`, `cos_teacher`), or
+    with `teacher_route=True` a route of checkpoints; `teacher_model=None` trains from a dataset made by
+    `cache_teacher_outputs`; `cotrain_teacher=True` trains the teacher too. A `MaskedLMCollator` masks anew each epoch.
 
     Args:
         model (`PreTrainedModel`): The student.
@@ -176,15 +175,16 @@ class DistillationTrainer(LayerTermHooks, TeacherOutputs, CoTrainingHooks, Check
 
         super().__init__(model, args, *trainer_args, **kwargs)
 
-        if cache:
-            # A wrapper of the trainer's collator: the user's collator object is not changed.
+        if cache:  # a wrapper of the trainer's collator: the user's collator object is not changed
             self.data_collator = CachedOutputsCollator(self.data_collator, cache)
+        epochs = [c for c in self.callback_handler.callbacks if isinstance(c, MaskingEpochCallback)]
+        if isinstance(self.data_collator, MaskedLMCollator) and not epochs:  # new masks each epoch, also on resume
+            self.add_callback(MaskingEpochCallback(self.data_collator))
         self.teacher_plan: TeacherPlan = plan
-        # The teachers stay the user's objects, as given: frozen means kept out of the optimizer and run in eval mode
-        # under `torch.inference_mode()`, not a `requires_grad` flag set on them (a later `copy.deepcopy` or further
-        # training of the teacher in the same process must still work). Their module modes are restored after
-        # `train()`. Each is moved to the student's device at its first use, not here: `Trainer`'s evaluation loop
-        # prepares the student only while the accelerator holds no model.
+        # The teachers stay the user's objects: frozen means out of the optimizer and run in eval mode under
+        # `inference_mode()`, not a `requires_grad` flag set on them (a later `deepcopy` or training of the teacher
+        # must still work); their module modes are restored after `train()`. Each is moved to the student's device
+        # at its first use: `Trainer`'s evaluation loop prepares the student only while the accelerator holds none.
         self.teacher_models: list[nn.Module] = teachers
         self.teacher_model: nn.Module | None = teachers[0] if teachers else None
         self._teacher_route = route
@@ -534,9 +534,9 @@ class DistillationTrainer(LayerTermHooks, TeacherOutputs, CoTrainingHooks, Check
         student_logits, teacher_logits = outputs["logits"], teacher["logits"]
         if student_logits.dim() <= 2:
             return [(student_logits, teacher_logits)], None, counts.examples
-        # Token-level head: label positions when the batch has labels (masked LM: only the masked tokens), else every
-        # non-padding token.
-        labels = inputs.get("labels")
+        # Token-level head: label positions when the batch has labels (masked LM: only the masked tokens) and
+        # `kd_positions="labelled"`, else every non-padding token.
+        labels = inputs.get("labels") if getattr(self.args, "kd_positions", "labelled") == "labelled" else None
         if isinstance(labels, torch.Tensor) and labels.shape == student_logits.shape[:-1]:
             return [(student_logits, teacher_logits)], labels.ne(IGNORE_INDEX), counts.labels
         mask = attention_mask.bool() if isinstance(attention_mask, torch.Tensor) else None

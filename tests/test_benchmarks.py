@@ -310,3 +310,24 @@ def test_compression_section_shows_every_row_and_the_target():
     assert "| teacher fp32 | 22,700,000 | 90.0 MiB | 0.8968 | 1.00× | 1200 ms, 1.00× |" in text
     assert "(onnxruntime): 3.10×, accuracy -0.23 points against the fp32 student" in text
     assert "4.20×, -1.50 points" in text and "AMD EPYC" in text
+
+
+def test_mlm_memory_section_is_the_median_rows_as_ratios_of_the_plain_step():
+    """The README's masked-LM memory table is generated from mlm_memory.json; a renderer that divided by the wrong
+    row or showed one round instead of the median would misstate what distillation costs in memory."""
+    result = {
+        "command": "python -m benchmarks.mlm_memory",
+        "date": "2026-12-03T00:00:00Z",
+        "git_commit": "abc",
+        "versions": {"torch": "2.13.0", "transformers": "5.24.0", "hf_distill": "0.1.0"},
+        "machine": {"processor": "AMD EPYC", "cpu_count": 2, "torch_num_threads": 2},
+        "config": {"batch_size": 32, "seq_len": 128, "repeats": 2, "steps": 3},
+        "summary": {"plain_mlm_step_peak_mb": 2000, "one_logits_tensor_mb": 477},
+        "results": {
+            "median_step_peak_mb": {"plain step": 2000.0, "distillation, masked": 2500.0, "distillation, all": 5000.0}
+        },
+    }
+    text = "\n".join(render._mlm_memory(result))
+    assert "| plain step | 2000 MB | 1.00× |" in text
+    assert "| distillation, masked | 2500 MB | 1.25× |" in text and "| distillation, all | 5000 MB | 2.50× |" in text
+    assert "batch 32 x 128 tokens" in text and "477 MB" in text and "median of 2" in text

@@ -10,7 +10,7 @@ import re
 
 import pytest
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from transformers import (
     AutoTokenizer,
     BertForMaskedLM,
@@ -50,8 +50,16 @@ from hf_distill.checks import (
 from hf_distill.compare import check_compare_arguments
 from hf_distill.compression import check_compression_flags
 from hf_distill.glue import get_task, load_glue, tokenize_glue
-from hf_distill.student import check_student_layers
-from hf_distill.teachers import TEACHER_DONE_FILE, check_teacher_reuse, load_task_model, warn_if_near_chance
+from hf_distill.masking import MaskedLMCollator
+from hf_distill.student import check_student_layers, freeze_position_embeddings
+from hf_distill.teachers import (
+    TEACHER_DONE_FILE,
+    check_teacher_reuse,
+    load_masked_lm,
+    load_task_model,
+    warn_if_near_chance,
+)
+from hf_distill.text_corpus import load_text_corpus, tokenize_corpus
 
 from .conftest import REPO_ROOT, pad_collate, random_token_dataset, target_label_rows, tiny_bert_config
 
@@ -130,6 +138,11 @@ def _glue_dir_missing_task(tmp_path):
 def _case_teacher_without_head(tmp_path):
     BertModel(tiny_bert_config()).save_pretrained(tmp_path / "base")
     return _trainer(tmp_path, teacher=str(tmp_path / "base"))
+
+
+def _case_mlm_teacher_without_head(tmp_path):
+    BertModel(tiny_bert_config()).save_pretrained(tmp_path / "base")
+    return load_masked_lm(str(tmp_path / "base"))
 
 
 def _case_student_returns_no_loss(tmp_path):
@@ -671,6 +684,21 @@ CASES = [
         "--student_layers choose a transformer student",
     ),
     (
+        "recipe-student-path-and-layers",
+        "recipe --student_layers",
+        lambda t: check_student_flags(
+            "transformer",
+            student_path="students/general",
+            layers=[0, 2],
+            num_layers=None,
+            config_overrides={},
+            embedding_init="teacher",
+            terms={"kd"},
+            alpha_cos_given=False,
+        ),
+        "gives a ready one; drop one of them",
+    ),
+    (
         "recipe-tiny-student-cos",
         "recipe --alpha_cos",
         lambda t: check_student_flags(
@@ -775,6 +803,44 @@ CASES = [
             repeats=1,
         ),  # fmt: skip
         "at least one student",
+    ),
+    (
+        "corpus-two-sources",
+        "load_text_corpus",
+        lambda t: load_text_corpus(glue_dir=t, dataset_name="wikitext"),
+        "give exactly one corpus source",
+    ),
+    (
+        "corpus-shorter-than-a-block",
+        "tokenize_corpus",
+        lambda t: tokenize_corpus(
+            DatasetDict(train=Dataset.from_dict({"text": ["a b"]}), validation=Dataset.from_dict({"text": ["a"]})),
+            _word_tokenizer(t, ["a", "b"]),
+            max_seq_length=64,
+        ),
+        "shorter than one block",
+    ),
+    ("mlm-teacher-without-head", "load_masked_lm", _case_mlm_teacher_without_head, "has no trained masked-LM head"),
+    (
+        "mlm-probability-zero",
+        "MaskedLMCollator",
+        lambda t: MaskedLMCollator(_word_tokenizer(t, ["a"]), mlm_probability=0.0),
+        "mlm_probability must be between 0 and 1",
+    ),
+    (
+        "mlm-cached-outputs-dynamic-masking",
+        "cache_teacher_outputs",
+        lambda t: cache_teacher_outputs(
+            _teacher(), random_token_dataset(4), data_collator=MaskedLMCollator(_word_tokenizer(t, ["a"]))
+        ),
+        "masks tokens at random",
+    ),
+    ("kd-positions-unknown", "arguments", lambda t: _args(t, kd_positions="masked"), "kd_positions must be one of"),
+    (
+        "freeze-positions-without-any",
+        "freeze_position_embeddings",
+        lambda t: freeze_position_embeddings(torch.nn.Linear(2, 2)),
+        "no learned absolute position embeddings",
     ),
 ]
 
