@@ -184,8 +184,8 @@ def model_card(
             f"base_model {base_model!r} is a local path, which the Hub cannot resolve; pass a Hub id or None (see "
             "hf_distill.report.hub_base_model)"
         )
-    dataset_config = dataset_config or report.task
-    glue_task = _glue_task(dataset_config) if dataset_name in (HUB_DATASET, "glue") else None
+    dataset_config = dataset_config or (None if corpus is not None else report.task)
+    glue_task = _glue_task(dataset_config) if dataset_name in (HUB_DATASET, "glue") and dataset_config else None
     pretty_dataset = f"GLUE {glue_task.local_dir}" if glue_task is not None else dataset_name
     split = glue_task.validation_splits[0] if glue_task is not None else None
     # What the scores were measured on: the dataset's split, a subset of it, or the user's own file.
@@ -201,7 +201,7 @@ def model_card(
     elif eval_rows is not None:
         measured_name = f"{pretty_dataset} ({split or 'evaluation'}, {eval_rows} rows)"
     if corpus is not None:
-        measured_type, split = "text", "validation"
+        measured_type, split = (dataset_name if dataset_name and _is_hub_id(dataset_name) else "text"), "validation"
         measured_name = f"the held-out split of {corpus}" + (f" ({eval_rows} examples)" if eval_rows else "")
     # `combined_score` is the mean of two metrics, not a metric of its own.
     metric_names = [name for name in report.quality_metrics if name != "combined_score"]
@@ -371,6 +371,11 @@ _TINY_STUDENT_NAMES = {
 
 
 def _student_description(report: DistillationReport) -> str:
+    if report.student_start:
+        return (
+            f"The student started from the given model `{report.student_start}`, weights and all (not from layers "
+            "of this teacher); a head that model lacked started at random."
+        )
     if report.student_type == "transformer":
         return (
             f"The student was initialised from {_layers(report)} (0-based), copied with their weights; the embeddings "
@@ -423,7 +428,8 @@ def write_report_and_card(
         latency_repeats (`int`, *optional*, defaults to 5): Interleaved rounds of `measure_latency`.
         compressed (`Sequence[CompressedModel]`, *optional*): The student's int8 and pruned variants
             (`hf_distill.compression.compress_student`), timed in the same run and reported beside it.
-        **card_kwargs: `teacher_name`, `teacher_finetuning`, `transfer_set`, `train_rows`, `main_metric` (report),
+        **card_kwargs: `teacher_name`, `teacher_finetuning`, `transfer_set`, `train_rows`, `main_metric`,
+            `student_start`, `settings` for the report,
             `eval_rows` for both; the rest (`base_model`, `hub_model_id`, ...) for `model_card`.
 
     Returns:
@@ -453,6 +459,8 @@ def write_report_and_card(
         train_rows=card_kwargs.pop("train_rows", None),
         eval_rows=card_kwargs.get("eval_rows"),
         main_metric=card_kwargs.pop("main_metric", None),
+        student_start=card_kwargs.pop("student_start", None),
+        settings=card_kwargs.pop("settings", None),
     )
     output_dir = Path(output_dir)
     report.save_json(output_dir / "results.json")

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
@@ -502,6 +503,27 @@ def resume_argument(value: str | os.PathLike | bool | None) -> str | bool | None
     return True if value is True else os.fspath(value)
 
 
+class NothingLeftToTrain(TrainerCallback):
+    """Refuse, before the first step, a resume from a checkpoint at or past the run's last step.
+
+    `Trainer` resumed from its final checkpoint with the same settings takes one step past `max_steps` (it checks the
+    end only after a step), or none; either way a script then saves the student, its metrics and card over the
+    finished run's with those of a run that did not train. Armed by `CheckpointHooks` for one `train()` call.
+    """
+
+    def __init__(self) -> None:
+        self.checkpoint: str | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        checkpoint, self.checkpoint = self.checkpoint, None
+        if checkpoint is not None and state.max_steps > 0 and state.global_step >= state.max_steps:
+            raise ValueError(
+                f"{checkpoint} is at step {state.global_step} and this run ends at step {state.max_steps}: there is "
+                "nothing left to train (nothing was written). To train further, raise --num_train_epochs or "
+                "--max_steps; to start again, pass another --output_dir"
+            )
+
+
 class CheckpointHooks:
     """`Trainer` hooks that add the completeness marker, verified resume and rotation after the marker.
 
@@ -540,6 +562,11 @@ class CheckpointHooks:
             path = resume
         if path is not None:
             verify_checkpoint(path)
+            guard = next((c for c in self.callback_handler.callbacks if isinstance(c, NothingLeftToTrain)), None)
+            if guard is None:
+                guard = NothingLeftToTrain()
+                self.add_callback(guard)
+            guard.checkpoint = path
         if in_kwargs:
             return args, {**kwargs, "resume_from_checkpoint": path}
         if not args:

@@ -354,8 +354,8 @@ def plan_resume(output_dir: str | Path, resume_from_checkpoint: str | bool | Non
         raise ValueError(
             f"--output_dir {output_dir} already holds a finished run ({', '.join(finished)}); a new run would replace "
             "its student, checkpoints, results.json and card. Pass another --output_dir, pass "
-            "--resume_from_checkpoint true to continue from its newest checkpoint, or delete the directory to start "
-            "again (nothing was changed)"
+            "--resume_from_checkpoint true with a larger --num_train_epochs or --max_steps to train it further from "
+            "its newest checkpoint, or delete the directory to start again (nothing was changed)"
         )
     checkpoint = latest_complete_checkpoint(output_dir, allow_unmarked=True)
     if checkpoint is None and checkpoint_dirs(output_dir):

@@ -86,6 +86,9 @@ class MaskedLMCollator(DataCollatorForLanguageModeling):
             )
         super().__post_init__()
 
+    def numpy_call(self, examples: list[Any]) -> dict[str, Any]:
+        raise ValueError("MaskedLMCollator returns torch tensors; call it without return_tensors (or with 'pt')")
+
     def set_epoch(self, epoch: int) -> None:
         """Draw the masks of `epoch` from now on."""
         self.epoch = int(epoch)
@@ -136,15 +139,31 @@ class MaskedLMCollator(DataCollatorForLanguageModeling):
         return labels[0]
 
 
+def check_masking_workers(args: Any) -> None:
+    """Raise `ValueError` for `dataloader_persistent_workers=True` with dataloader workers: each worker keeps the copy
+    of the collator it got in the first epoch, so `set_epoch` never reaches it and every epoch repeats the first
+    epoch's masks (static masking, silently). Workers started anew each epoch get the current epoch."""
+    if getattr(args, "dataloader_num_workers", 0) > 0 and getattr(args, "dataloader_persistent_workers", False):
+        raise ValueError(
+            "dataloader_persistent_workers=True keeps each dataloader worker's copy of the MaskedLMCollator from the "
+            "first epoch, so every epoch would repeat the first epoch's masks; drop --dataloader_persistent_workers "
+            "(workers then start each epoch with its masks), or use --dataloader_num_workers 0"
+        )
+
+
 class MaskingEpochCallback(TrainerCallback):
     """Move a `MaskedLMCollator` to the epoch that is starting, so that each epoch masks anew.
 
     On resume, the epoch is read from the restored training state: the batches after the resume point get the masks
-    an uninterrupted run gives them.
+    an uninterrupted run gives them. Persistent dataloader workers are refused at the start of training
+    (`check_masking_workers`).
     """
 
     def __init__(self, collator: MaskedLMCollator) -> None:
         self.collator = collator
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        check_masking_workers(args)
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # `state.epoch` is the float progress: whole at an epoch's start, fractional when resuming inside one.

@@ -137,6 +137,8 @@ class DistillationReport:
         teacher_finetuning (`dict[str, Any]`, *optional*):
             When the run fine-tuned the teacher first: what it was fine-tuned with (`base` model, `task`, `epochs`,
             `learning_rate`, the data fingerprint, ...), from `hf_distill.pipeline.teacher_stage_settings`.
+        student_start (`str`, *optional*): The model a given student started from (`--student_model_name_or_path`):
+            its layers then come from there, not from this teacher.
         teacher_layers (`list[int]`, *optional*): The teacher layers the student was initialised from (0-based).
         teacher_num_layers (`int`, *optional*): The teacher's layer count.
         student_type (`str`, *optional*, defaults to `"transformer"`): `"bilstm"` or `"textcnn"` for a tiny student
@@ -176,6 +178,7 @@ class DistillationReport:
     loss_weights: dict[str, float]
     teacher: str | None = None
     teacher_finetuning: dict[str, Any] | None = None
+    student_start: str | None = None
     teacher_layers: list[int] | None = None
     teacher_num_layers: int | None = None
     student_type: str = "transformer"
@@ -244,6 +247,8 @@ class DistillationReport:
         transfer_set: dict[str, Any] | None = None,
         train_rows: int | None = None,
         eval_rows: int | None = None,
+        student_start: str | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> DistillationReport:
         """Build a report from the two models and the training arguments, measuring sizes on the way.
 
@@ -267,11 +272,15 @@ class DistillationReport:
             main_metric (`str`, *optional*): See the class docstring.
             transfer_set (`dict[str, Any]`, *optional*): See the class docstring.
             train_rows (`int`, *optional*), eval_rows (`int`, *optional*): See the class docstring.
+            student_start (`str`, *optional*): See the class docstring. The student's own record of an earlier
+                distillation (`config.distillation`) then describes that earlier run, and is not read.
+            settings (`Mapping[str, Any]`, *optional*): More settings to state beside the hyperparameters (a recipe's
+                own, e.g. `mlm_probability`).
 
         Returns:
             `DistillationReport`: The report.
         """
-        record = getattr(student.config, "distillation", None) or {}
+        record = {} if student_start else getattr(student.config, "distillation", None) or {}
         # `lr_scheduler_type` and `optim` are enums; their values are the strings a user passes.
         hyperparameters = {
             name: value.value if isinstance(value := getattr(args, name), Enum) else value
@@ -281,6 +290,7 @@ class DistillationReport:
         hyperparameters["total_train_batch_size"] = (
             args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
         )
+        hyperparameters.update(settings or {})
         return cls(
             task=task,
             teacher_metrics=dict(teacher_metrics),
@@ -293,6 +303,7 @@ class DistillationReport:
             loss_weights={term.flag: getattr(args, term.flag) for term in LOSS_TERMS.values()},
             teacher=teacher_name or record.get("teacher") or teacher.config.name_or_path or None,
             teacher_finetuning=teacher_finetuning,
+            student_start=student_start,
             teacher_layers=record.get("teacher_layers"),
             teacher_num_layers=record.get("teacher_num_layers", teacher.config.num_hidden_layers),
             student_type=record.get("student_type", "transformer"),
@@ -479,6 +490,8 @@ def format_table(report: DistillationReport) -> str:
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     teacher = f" (teacher: {report.teacher})" if report.teacher else ""
     origin = f"from {_layers(report)}" if report.student_type == "transformer" else f"({report.student_type})"
+    if report.student_start:
+        origin = f"started from {report.student_start}"
     lines = [f"{report.task}: student {origin}{teacher}"]
     lines += [
         f"{label:<{widths[0]}}  {teacher:>{widths[1]}}  {student:>{widths[2]}}".rstrip()

@@ -418,6 +418,7 @@ def main() -> None:
             validation_file=data_args.validation_file,
             transfer_set=transfer_set,
             compressed=compressed,
+            student_start=model_args.student_model_name_or_path,
         )
         print(format_table(report))
     if training_args.do_predict:

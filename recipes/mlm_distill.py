@@ -38,7 +38,7 @@ from hf_distill.checks import (
     warn_if_cpu_launch_is_single_process,
 )
 from hf_distill.glue import HUB_DATASET
-from hf_distill.masking import MaskedLMCollator, mask_once
+from hf_distill.masking import MaskedLMCollator, check_masking_workers, mask_once
 from hf_distill.modeling import check_model_reference
 from hf_distill.perplexity import masked_lm_metrics
 from hf_distill.processes import end_processes_together
@@ -114,6 +114,7 @@ def main() -> None:
 
     # Every check that can run before any work does: nothing is loaded, trained or written before they pass.
     check_push_arguments(training_args)
+    check_masking_workers(training_args)
     corpus_flags = dict(
         train_file=data_args.train_file,
         validation_file=data_args.validation_file,
@@ -215,6 +216,14 @@ def main() -> None:
             dataset_name=HUB_DATASET if data_args.glue_dir else data_args.dataset_name,
             dataset_config=data_args.dataset_config_name,
             corpus=describe_corpus(**corpus_flags),
+            student_start=model_args.student_model_name_or_path,
+            settings=dict(
+                kd_positions=training_args.kd_positions,
+                mlm_probability=data_args.mlm_probability,
+                max_seq_length=data_args.max_seq_length,
+                line_by_line=data_args.line_by_line,
+                freeze_position_embeddings=model_args.freeze_position_embeddings,
+            ),
         )
         print(format_table(report))
     if training_args.push_to_hub:

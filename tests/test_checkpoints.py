@@ -387,3 +387,22 @@ def test_resume_errors_keep_trainers_phrase(run_copy):
     (run_copy / "checkpoint-6" / "scheduler.pt").unlink()
     with pytest.raises(ValueError, match="Can't find a valid checkpoint at .*checkpoint-6"):
         verify_checkpoint(run_copy / "checkpoint-6")
+
+
+def test_resuming_a_run_at_its_last_step_is_refused_before_a_step(tiny_classifier, tmp_path):
+    """`Trainer` resumed from the final checkpoint with the run's own settings took one step past max_steps (the end
+    is checked only after a step), and a script then saved that student and its metrics over the finished run's."""
+    dataset = random_token_dataset(32, seed=3)
+    settings = dict(max_steps=4, save_strategy="steps", save_steps=4)
+    make_trainer(student_like(tiny_classifier), tiny_classifier, tmp_path, dataset=dataset, **settings).train()
+    checkpoint = tmp_path / "out" / "checkpoint-4"
+    before = (checkpoint / "model.safetensors").read_bytes()
+    again = make_trainer(student_like(tiny_classifier), tiny_classifier, tmp_path, dataset=dataset, **settings)
+    with pytest.raises(ValueError, match="is at step 4 and this run ends at step 4: there is nothing left to train"):
+        again.train(resume_from_checkpoint=True)
+    assert again.state.global_step == 4 and not (tmp_path / "out" / "checkpoint-5").exists()
+    assert (checkpoint / "model.safetensors").read_bytes() == before
+    # Raised once: the same trainer trains further when given more steps.
+    again.args.max_steps = 6
+    again.train(resume_from_checkpoint=str(checkpoint))
+    assert again.state.global_step == 6

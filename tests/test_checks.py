@@ -50,7 +50,7 @@ from hf_distill.checks import (
 from hf_distill.compare import check_compare_arguments
 from hf_distill.compression import check_compression_flags
 from hf_distill.glue import get_task, load_glue, tokenize_glue
-from hf_distill.masking import MaskedLMCollator
+from hf_distill.masking import MaskedLMCollator, check_masking_workers
 from hf_distill.student import check_student_layers, freeze_position_embeddings
 from hf_distill.teachers import (
     TEACHER_DONE_FILE,
@@ -834,6 +834,12 @@ CASES = [
             _teacher(), random_token_dataset(4), data_collator=MaskedLMCollator(_word_tokenizer(t, ["a"]))
         ),
         "masks tokens at random",
+    ),
+    (
+        "mlm-persistent-workers",
+        "recipe --dataloader_persistent_workers",
+        lambda t: check_masking_workers(_args(t, dataloader_num_workers=1, dataloader_persistent_workers=True)),
+        "would repeat the first epoch's masks",
     ),
     ("kd-positions-unknown", "arguments", lambda t: _args(t, kd_positions="masked"), "kd_positions must be one of"),
     (

@@ -128,6 +128,8 @@ def test_masks_do_not_depend_on_the_batch(tokenizer):
     assert not torch.equal(collator([dict(e) for e in examples])["labels"], whole["labels"])
     assert not torch.equal(MaskedLMCollator(tokenizer, seed=4)([dict(e) for e in examples])["labels"], whole["labels"])
     pickle.dumps(collator)  # sent to dataloader workers
+    with pytest.raises(ValueError, match="returns torch tensors"):  # numpy would bypass the per-example masks
+        collator([dict(e) for e in examples], return_tensors="np")
 
 
 def test_masking_follows_the_80_10_10_rule_and_never_masks_special_tokens(tokenizer):
@@ -520,6 +522,9 @@ def test_recipe_distils_a_masked_lm_student_whose_perplexity_falls(mlm_teacher_d
     )  # fmt: skip
     task_results = json.loads((task_dir / "results.json").read_text())
     assert task_results["task"] == "rte" and "accuracy" in task_results["student_metrics"]
+    # The card says where the student came from, not the general student's own record of the masked-LM teacher.
+    assert task_results["student_start"] == str(output_dir) and task_results["teacher_layers"] is None
+    assert f"started from the given model `{output_dir}`" in (task_dir / "README.md").read_text()
     config = AutoConfig.from_pretrained(task_dir)  # the general student's 2 layers, now with a classifier
     assert config.num_hidden_layers == 2 and config.architectures == ["BertForSequenceClassification"]
 
@@ -534,6 +539,7 @@ def test_recipe_distils_a_masked_lm_student_whose_perplexity_falls(mlm_teacher_d
         (["--kd_positions", "masked"], None),  # argparse's choices: exit 2 with the usage
         (["--push_to_hub", "true"], "hub_model_id"),
         (["--max_seq_length", "512"], "512"),
+        (["--dataloader_num_workers", "1", "--dataloader_persistent_workers", "true"], "persistent"),
         (
             [
                 "--freeze_position_embeddings",
@@ -658,3 +664,18 @@ def test_distillation_trainer_moves_a_masked_lm_collators_epoch_once(tiny_mlm, t
         )
         added = [c for c in trainer.callback_handler.callbacks if isinstance(c, MaskingEpochCallback)]
         assert len(added) == 1 and added[0].collator is collator
+
+
+def test_resuming_a_finished_run_that_trains_nothing_keeps_its_results(
+    mlm_teacher_dir, glue_dir, tmp_path, monkeypatch
+):
+    """Following the finished-run message to `--resume_from_checkpoint true` with the same settings trained 0 steps
+    and replaced the run's results.json, metrics and card with an empty run's (training loss 0, time 0)."""
+    output_dir = tmp_path / "done"
+    args = recipe_args(output_dir, mlm_teacher_dir, glue_dir, "--save_strategy", "steps", "--save_steps", "4")
+    args[args.index("--max_steps") + 1] = "4"
+    run_recipe(monkeypatch, RECIPE, *args)
+    written = {name: (output_dir / name).read_text() for name in ("results.json", "README.md", "train_results.json")}
+    with pytest.raises(ValueError, match="nothing left to train"):
+        run_recipe(monkeypatch, RECIPE, *args, "--resume_from_checkpoint", "true")
+    assert {name: (output_dir / name).read_text() for name in written} == written
