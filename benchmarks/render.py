@@ -481,6 +481,28 @@ def _mlm_memory(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _fsdp_memory(result: dict[str, Any]) -> list[str]:
+    config, summary = result["config"], result["summary"]
+    medians = result["results"]["median_teacher_peak_mb"]
+    lines = [
+        f"### A teacher sharded across {summary['processes']} processes: memory per process",
+        "",
+        f"A BERT-large-sized teacher ({config['layers']} layers, hidden {config['hidden']}, "
+        f"{summary['teacher_parameters']:,} parameters, {summary['teacher_fp32_mb']:,} MB in fp32), "
+        f"{summary['processes']} CPU processes over gloo. Peak resident memory of the teacher in the larger process: "
+        f"its weights, the layers gathered for the forward and the activations of {config['forwards']} forward "
+        f"passes on {config['batch'][0]} x {config['batch'][1]} tokens; median of {config['repeats']} alternated "
+        "rounds.",
+        "",
+        "| teacher | peak per process | vs replicated |",
+        "|---|---|---|",
+    ]
+    for mode, value in medians.items():
+        lines.append(f"| {mode} | {value:,.0f} MB | {value / medians['replicated']:.2f}× |")
+    lines += ["", _provenance(result)]
+    return lines
+
+
 def render() -> str:
     sections = []
     builders = (
@@ -492,6 +514,7 @@ def render() -> str:
         ("layer_losses", _layer_losses),
         ("compression", _compression),
         ("mlm_memory", _mlm_memory),
+        ("fsdp_memory", _fsdp_memory),
         ("inference_speed", _inference),
     )
     for name, build in builders:

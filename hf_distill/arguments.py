@@ -124,6 +124,11 @@ class DistillationTrainingArguments(TrainingArguments):
             `False` lets the soft-target and hidden-state terms send gradients into the teacher too.
         cotrain_teacher_learning_rate (`float`, *optional*):
             Co-training: the teacher's learning rate; by default `learning_rate`.
+        teacher_sharding (`str`, *optional*, defaults to `"auto"`):
+            Several processes: `"shard"` splits a frozen teacher's weights across them for inference (FSDP2,
+            `hf_distill.sharding`: 1/N of the weights per process, each layer gathered for its forward), under FSDP
+            or DDP; `"replicate"` keeps a whole teacher in every process; `"auto"` shards under FSDP and replicates
+            otherwise. The trainer shards a copy: the teacher passed in is left as it is.
     """
 
     temperature: float = field(
@@ -213,6 +218,12 @@ class DistillationTrainingArguments(TrainingArguments):
     )
     cotrain_teacher_learning_rate: float | None = field(
         default=None, metadata={"help": "Co-training: the teacher's learning rate (default: --learning_rate)."}
+    )
+    teacher_sharding: Literal["auto", "shard", "replicate"] = field(
+        default="auto",
+        metadata={
+            "help": "Several processes: shard the frozen teacher (FSDP2) or replicate it; auto: shard under FSDP."
+        },
     )
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ from transformers import AutoConfig, PreTrainedModel
 from .checks import check_student_terms, check_teacher_student
 from .losses import LAYER_TERMS
 from .modeling import check_model_reference, load_model
+from .sharding import resolve_teacher_sharding
 from .teacher_cache import cached_columns, check_cached_dataset
 
 TeacherMode = Literal["single", "ensemble", "route", "cotrain"]
@@ -60,6 +61,12 @@ def check_teacher_mode_arguments(args: Any) -> None:
     Called from `DistillationTrainingArguments.__post_init__`; the checks that need the teachers are in
     [`teacher_plan`].
     """
+    resolve_teacher_sharding(
+        getattr(args, "teacher_sharding", "auto"),
+        fsdp=False,
+        world_size=2,
+        cotrain=getattr(args, "cotrain_teacher", False),
+    )
     weights = getattr(args, "teacher_weights", None)
     if weights is not None:
         if not isinstance(weights, (list, tuple)) or not weights:

@@ -19,6 +19,7 @@ from transformers.utils import logging
 
 from .layer_terms import LAYER_OUTPUT_KEYS
 from .losses import ensemble_logits
+from .sharding import materialize_from_rank0, process_mesh, resolve_teacher_sharding, shard_teacher, zero3_gathered
 from .teacher_cache import CACHE_COLUMNS, OUTPUT_COLUMNS
 from .teacher_modes import load_teacher, route_position, route_switches
 
@@ -47,9 +48,24 @@ class TeacherOutputs:
                 self._placed_teachers.add(id(teacher))
             return teacher
         if id(teacher) not in self._placed_teachers:
-            teacher.to(self.accelerator.device)
+            setting = getattr(self.args, "teacher_sharding", "auto")
+            fsdp, world_size = bool(getattr(self, "is_fsdp_enabled", False)), self.accelerator.num_processes
+            if resolve_teacher_sharding(setting, fsdp=fsdp, world_size=world_size) == "shard":
+                teacher = self._swap_teacher(teacher, shard_teacher(teacher, process_mesh(self.accelerator.device)))
+            else:
+                materialize_from_rank0(teacher, self.accelerator.device)  # rank-0-only loading under FSDP
+                teacher.to(self.accelerator.device)
             self._placed_teachers.add(id(teacher))
         return teacher
+
+    def _swap_teacher(self, teacher: nn.Module, sharded: nn.Module) -> nn.Module:
+        """Use the sharded copy of a teacher from now on, and drop the trainer's references to the whole one, so that
+        its full weights are freed once the caller drops theirs (the user's object itself is left as it was)."""
+        self.teacher_models = [sharded if t is teacher else t for t in self.teacher_models]
+        if self.teacher_model is teacher:
+            self.teacher_model = sharded
+        self._teacher_modes = [(t, modes) for t, modes in self._teacher_modes if t is not teacher]
+        return sharded
 
     def _current_teachers(self) -> list[nn.Module]:
         """The teachers of this step: the ensemble (or the one teacher), or the route checkpoint due at this step."""
@@ -138,7 +154,8 @@ class TeacherOutputs:
             # `Trainer` switches modules to train mode at every step; a teacher with active dropout gives noisy
             # targets.
             teacher.eval()
-            with torch.inference_mode(), self.accelerator.autocast():
+            # A ZeRO-3 teacher is gathered outside inference mode, so that its parameters can be partitioned again.
+            with zero3_gathered(teacher), torch.inference_mode(), self.accelerator.autocast():
                 with capture as captured:
                     out = teacher(**teacher_inputs)
                 wanted = self._teacher_forward_outputs(teacher, out, hidden_states=wants_hidden)

@@ -58,6 +58,7 @@ from hf_distill.losses import LAYER_TERMS
 from hf_distill.processes import end_processes_together
 from hf_distill.quantization import BACKENDS, DEFAULT_BACKEND
 from hf_distill.results import format_table
+from hf_distill.sharding import warn_if_fsdp_is_off
 from hf_distill.student import build_student, check_student_layers
 from hf_distill.teacher_modes import teacher_plan
 from hf_distill.teachers import (
@@ -187,6 +188,7 @@ def main() -> None:
         training_args.parallel_mode.value,
     )
     warn_if_cpu_launch_is_single_process(training_args)
+    warn_if_fsdp_is_off(training_args)
     set_seed(training_args.seed)
 
     # Every check that can run before any work does, so a bad flag fails before a teacher is fine-tuned and before

@@ -43,6 +43,7 @@ from hf_distill.modeling import check_model_reference
 from hf_distill.perplexity import masked_lm_metrics
 from hf_distill.processes import end_processes_together
 from hf_distill.results import format_table
+from hf_distill.sharding import warn_if_fsdp_is_off
 from hf_distill.student import check_student_layers, freeze_position_embeddings, make_student
 from hf_distill.teachers import load_masked_lm
 from hf_distill.text_corpus import check_corpus_flags, describe_corpus, load_text_corpus, tokenize_corpus
@@ -110,6 +111,7 @@ def main() -> None:
         training_args.parallel_mode.value,
     )
     warn_if_cpu_launch_is_single_process(training_args)
+    warn_if_fsdp_is_off(training_args)
     set_seed(training_args.seed)
 
     # Every check that can run before any work does: nothing is loaded, trained or written before they pass.

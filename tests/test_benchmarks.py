@@ -331,3 +331,21 @@ def test_mlm_memory_section_is_the_median_rows_as_ratios_of_the_plain_step():
     assert "| plain step | 2000 MB | 1.00× |" in text
     assert "| distillation, masked | 2500 MB | 1.25× |" in text and "| distillation, all | 5000 MB | 2.50× |" in text
     assert "batch 32 x 128 tokens" in text and "477 MB" in text and "median of 2" in text
+
+
+def test_fsdp_memory_section_compares_sharded_to_replicated():
+    """The README's sharded-teacher memory table is generated from fsdp_memory.json; a renderer that divided by the
+    wrong row would misstate what sharding the teacher saves."""
+    result = {
+        "command": "python -m benchmarks.fsdp_memory",
+        "date": "2026-12-03T00:00:00Z",
+        "git_commit": "abc",
+        "versions": {"torch": "2.13.0", "transformers": "5.24.0", "hf_distill": "0.1.0"},
+        "machine": {"processor": "AMD EPYC", "cpu_count": 2, "torch_num_threads": 2},
+        "config": {"layers": 24, "hidden": 1024, "batch": [8, 128], "forwards": 3, "repeats": 2},
+        "summary": {"teacher_parameters": 335_000_000, "teacher_fp32_mb": 1278, "processes": 2},
+        "results": {"median_teacher_peak_mb": {"replicated": 1400.0, "sharded": 1050.0}},
+    }
+    text = "\n".join(render._fsdp_memory(result))
+    assert "| replicated | 1,400 MB | 1.00× |" in text and "| sharded | 1,050 MB | 0.75× |" in text
+    assert "335,000,000 parameters" in text and "2 CPU processes" in text

@@ -841,6 +841,18 @@ CASES = [
         lambda t: check_masking_workers(_args(t, dataloader_num_workers=1, dataloader_persistent_workers=True)),
         "would repeat the first epoch's masks",
     ),
+    (
+        "teacher-sharding-unknown",
+        "arguments",
+        lambda t: _args(t, teacher_sharding="zero3"),
+        "teacher_sharding must be one of",
+    ),
+    (
+        "teacher-sharding-cotrain",
+        "arguments",
+        lambda t: _args(t, teacher_sharding="shard", cotrain_teacher=True),
+        "cotrain_teacher=True trains it",
+    ),
     ("kd-positions-unknown", "arguments", lambda t: _args(t, kd_positions="masked"), "kd_positions must be one of"),
     (
         "freeze-positions-without-any",

@@ -925,3 +925,30 @@ def test_compression_flags_that_cannot_work_fail_before_any_work(
         assert not (tmp_path / "run").exists()
         return
     assert_refused_before_any_work(flags, message, glue_dir, tiny_teacher_dir, tmp_path, monkeypatch)
+
+
+def test_fsdp_launch_on_cpu_warns_and_a_sharded_teacher_stays_out_of_checkpoints(glue_dir, tiny_teacher_dir, tmp_path):
+    """`accelerate launch --use_fsdp` on CPU processes is not sharded (Accelerate enables FSDP on GPUs only) and
+    nothing said so; and a teacher sharded across the processes must never enter the student's checkpoints or its
+    saved weights."""
+    output_dir = tmp_path / "rte-fsdp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--fsdp_version", "2",
+        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(RECIPE), "--task_name", "rte", "--glue_dir", str(glue_dir), *common_args(output_dir, tiny_teacher_dir),
+        "--teacher_sharding", "shard", "--save_strategy", "steps", "--save_steps", "2",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert completed.stderr.count("this run is NOT sharded") == 2  # one per process
+    assert "It trains with DDP on 2 processes" in completed.stderr
+    from safetensors import safe_open
+
+    for weights in (output_dir / "model.safetensors", output_dir / "checkpoint-2" / "model.safetensors"):
+        with safe_open(str(weights), "pt") as saved:
+            keys = list(saved.keys())
+        layers = {key.split("layer.")[1].split(".")[0] for key in keys if "encoder.layer." in key}
+        assert layers == {"0", "1"}, (weights, layers)  # the 2-layer student only, no teacher layer
+    student = AutoModelForSequenceClassification.from_pretrained(output_dir)  # a normal, unsharded student
+    assert student.config.num_hidden_layers == 2
