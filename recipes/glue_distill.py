@@ -57,6 +57,7 @@ from hf_distill.layer_terms import layer_plan
 from hf_distill.losses import LAYER_TERMS
 from hf_distill.processes import end_processes_together
 from hf_distill.quantization import BACKENDS, DEFAULT_BACKEND
+from hf_distill.recipe_flags import ModelFlags
 from hf_distill.results import format_table
 from hf_distill.sharding import warn_if_fsdp_is_off
 from hf_distill.student import build_student, check_student_layers
@@ -74,15 +75,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ModelArguments:
-    teacher_model_name_or_path: str = field(metadata={"help": "Teacher: Hub id or local path."})
-    student_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A ready student. By default the student is built with make_student(teacher)."}
-    )
-    student_layers: list[int] | None = field(
-        default=None, metadata={"help": "Teacher layers to copy into the student, e.g. 0 2 4. Default: every other."}
-    )
-    student_num_layers: int | None = field(default=None, metadata={"help": "Student depth, layers spread evenly."})
+class ModelArguments(ModelFlags):
     student_type: str = field(
         default="transformer",
         metadata={"help": "transformer (teacher layers, make_student), bilstm or textcnn (make_tiny_student)."},
@@ -112,16 +105,6 @@ class ModelArguments:
     )
     fail_on_chance_teacher: bool = field(
         default=False, metadata={"help": "Stop with an error, instead of a warning, when the teacher is near chance."}
-    )
-    base_model_id: str | None = field(
-        default=None,
-        metadata={
-            "help": "Hub id for the card's base_model when the teacher is local; by default found in its config."
-        },
-    )
-    cache_dir: str | None = field(default=None, metadata={"help": "Cache directory for Hub downloads."})
-    latency_repeats: int = field(
-        default=5, metadata={"help": "Interleaved rounds of the teacher/student CPU latency measurement; 0 skips it."}
     )
     int8: bool = field(default=False, metadata={"help": "Also report the student (and pruned students) in int8."})
     int8_backend: str | None = field(

@@ -42,6 +42,7 @@ from hf_distill.masking import MaskedLMCollator, check_masking_workers, mask_onc
 from hf_distill.modeling import check_model_reference
 from hf_distill.perplexity import masked_lm_metrics
 from hf_distill.processes import end_processes_together
+from hf_distill.recipe_flags import ModelFlags
 from hf_distill.results import format_table
 from hf_distill.sharding import warn_if_fsdp_is_off
 from hf_distill.student import check_student_layers, freeze_position_embeddings, make_student
@@ -52,24 +53,9 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ModelArguments:
-    teacher_model_name_or_path: str = field(metadata={"help": "Masked-LM teacher: Hub id or local path."})
-    student_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A ready masked-LM student. By default make_student(teacher)."}
-    )
-    student_layers: list[int] | None = field(
-        default=None, metadata={"help": "Teacher layers to copy into the student, e.g. 0 2 4. Default: every other."}
-    )
-    student_num_layers: int | None = field(default=None, metadata={"help": "Student depth, layers spread evenly."})
+class ModelArguments(ModelFlags):
     freeze_position_embeddings: bool = field(
         default=False, metadata={"help": "Keep the student's position embeddings at the teacher's (DistilBERT)."}
-    )
-    base_model_id: str | None = field(
-        default=None, metadata={"help": "Hub id for the card's base_model when the teacher is a local path."}
-    )
-    cache_dir: str | None = field(default=None, metadata={"help": "Cache directory for Hub downloads."})
-    latency_repeats: int = field(
-        default=5, metadata={"help": "Interleaved rounds of the teacher/student CPU latency measurement; 0 skips it."}
     )
 
 

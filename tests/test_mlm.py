@@ -19,7 +19,6 @@ from transformers import (
     AutoConfig,
     AutoModelForMaskedLM,
     AutoTokenizer,
-    BertConfig,
     BertForMaskedLM,
     BertModel,
     TrainerCallback,
@@ -42,7 +41,7 @@ from hf_distill.losses import cosine_loss, kd_loss
 from hf_distill.results import is_bookkeeping, retention
 from hf_distill.text_corpus import glue_sentences
 
-from .conftest import REPO_ROOT, pad_collate, random_token_dataset, tiny_bert_config
+from .conftest import REPO_ROOT, pad_collate, random_token_dataset, save_tiny_checkpoint, tiny_bert_config
 
 RECIPE = REPO_ROOT / "recipes" / "mlm_distill.py"
 GLUE_RECIPE = REPO_ROOT / "recipes" / "glue_distill.py"
@@ -80,21 +79,8 @@ def run_recipe(monkeypatch, path: Path, *args: str) -> None:
 def mlm_teacher_dir(tmp_path_factory, minilm_path) -> Path:
     """A tiny 4-layer BertForMaskedLM (no dropout) with the real MiniLM tokenizer, saved like a Hub checkpoint."""
     path = tmp_path_factory.mktemp("mlm_teacher")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=128,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    BertForMaskedLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return save_tiny_checkpoint(path, BertForMaskedLM, minilm_path, **no_dropout)
 
 
 def recipe_args(output_dir: Path, teacher: Path, glue_dir: Path, *extra: str) -> list[str]:

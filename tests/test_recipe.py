@@ -20,7 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 
 from hf_distill.glue import GLUE_TASKS, load_glue
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, save_tiny_checkpoint
 
 RECIPE = REPO_ROOT / "recipes" / "glue_distill.py"
 
@@ -36,20 +36,7 @@ def load_recipe():
 @pytest.fixture(scope="module")
 def tiny_teacher_dir(tmp_path_factory, minilm_path) -> Path:
     """A tiny 4-layer BERT base model with the real MiniLM tokenizer, saved like a Hub checkpoint."""
-    path = tmp_path_factory.mktemp("tiny_teacher")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny_teacher"), BertModel, minilm_path)
 
 
 def run_recipe(monkeypatch, *args: str) -> None:
